@@ -1,0 +1,25 @@
+//! Compiles the .proto files under `proto/` with tonic-prost-build (messages, clients and
+//! servers). Uses the `protoc` on PATH (or `PROTOC` if the caller set it); never sets `PROTOC`.
+
+const PROTO_ROOT: &str = "proto";
+
+const PROTOS: &[&str] = &[
+    "proto/etcd/api/mvccpb/kv.proto",
+    "proto/etcd/api/authpb/auth.proto",
+    "proto/etcd/api/etcdserverpb/rpc.proto",
+    "proto/etcd/server/etcdserver/api/v3lock/v3lockpb/v3lock.proto",
+    "proto/etcd/server/etcdserver/api/v3election/v3electionpb/v3election.proto",
+    "proto/mango/mango.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed={PROTO_ROOT}");
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_protos(PROTOS, &[PROTO_ROOT])?;
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Domain errors: each carries etcd's exact message and the gRPC code etcd answers with.
+
+use crate::backend::BackendError;
+
+/// The gRPC status code an error maps to (the API layer turns it into a `tonic::Code`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// `InvalidArgument`.
+    InvalidArgument,
+    /// `OutOfRange`.
+    OutOfRange,
+    /// `NotFound`.
+    NotFound,
+    /// `FailedPrecondition`.
+    FailedPrecondition,
+    /// `ResourceExhausted`.
+    ResourceExhausted,
+    /// `Internal`.
+    Internal,
+}
+
+/// A request the store refused, or could not serve. Every variant but `Backend` is a normal
+/// answer to a client; `Backend` means storage failed and the node must stop.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Read or compaction below the compacted revision.
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    /// Read or compaction above the current revision.
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    /// `ignore_value` / `ignore_lease` on a key that does not exist.
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    /// A put names a lease that does not exist.
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    /// An empty key.
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    /// `ignore_value` with a value.
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    /// `ignore_lease` with a lease.
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    /// More than the allowed number of operations in one txn branch.
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    /// A txn writes one key twice, or puts and deletes the same key.
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    /// An unknown sort order or target.
+    #[error("etcdserver: invalid sort option")]
+    InvalidSortOption,
+    /// A replicated request that does not decode (never produced by a correct proposer).
+    #[error("etcdserver: malformed request: {0}")]
+    Malformed(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl StoreError {
+    /// The gRPC code etcd answers this error with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::Compacted | StoreError::FutureRevision => ErrorCode::OutOfRange,
+            StoreError::LeaseNotFound => ErrorCode::NotFound,
+            StoreError::KeyNotFound
+            | StoreError::EmptyKey
+            | StoreError::ValueProvided
+            | StoreError::LeaseProvided
+            | StoreError::TooManyOps
+            | StoreError::DuplicateKey
+            | StoreError::InvalidSortOption
+            | StoreError::Malformed(_) => ErrorCode::InvalidArgument,
+            StoreError::Backend(_) => ErrorCode::Internal,
+        }
+    }
+}

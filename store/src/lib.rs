@@ -1,0 +1,31 @@
+//! The state machine of mango: etcd's MVCC key-value semantics on a transactional [`Backend`].
+//!
+//! It owns revisions, the key index, range at a revision, txn, compaction with physical
+//! removal, whole-state snapshots, and [`Store::apply`], the one deterministic apply used by
+//! voters and learners alike.
+//!
+//! Architecture invariant: this crate knows nothing of Raft, gRPC or the network. A Raft entry
+//! reaches it as `(index, term, bytes)`; errors leave it as [`StoreError`] values that carry
+//! etcd's message and a gRPC-style [`ErrorCode`] for the API layer to map.
+
+pub mod backend;
+pub mod encoding;
+mod error;
+
+pub use backend::{Backend, BackendError, GroupId, Table};
+pub use error::{ErrorCode, StoreError};
+mod apply;
+mod compact;
+mod kv;
+mod mvcc;
+mod snapshot;
+mod store;
+mod txn;
+
+pub use apply::{Applied, ApplyEntry, Response};
+pub use compact::{CompactStep, count_versions};
+pub use kv::{validate_delete, validate_put, validate_range};
+pub use mvcc::{GroupState, RangeResult};
+pub use snapshot::{SnapshotError, SnapshotReader};
+pub use store::{ReadView, Store, StoreOptions};
+pub use txn::{MAX_TXN_OPS, is_txn_read_only, validate_txn};

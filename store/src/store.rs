@@ -1,0 +1,224 @@
+//! [`Store`]: the groups' state machines over one backend, with read views published through
+//! arc-swap so that reads never block writes and each read sees exactly one revision.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use arc_swap::ArcSwap;
+use mango_proto::etcdserverpb::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
+
+use crate::apply::{Applied, ApplyEntry, apply_entries};
+use crate::backend::redb::RedbBackend;
+use crate::backend::{Backend, BackendError, BackendSize, GroupId};
+use crate::error::StoreError;
+use crate::mvcc::GroupState;
+use crate::{kv, txn};
+
+/// How the store writes.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreOptions {
+    /// Fsync every applied batch. Without it a crash may lose the last applied batches (the
+    /// applied index falls back with them, consistently), which the Raft log then replays;
+    /// the Raft log must then keep entries past the last durable batch.
+    pub durable_apply: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            durable_apply: true,
+        }
+    }
+}
+
+/// A consistent read view of one group at one revision.
+pub struct ReadView<S> {
+    /// The backend snapshot the view reads.
+    snapshot: S,
+    /// The group's state in that snapshot.
+    state: GroupState,
+}
+
+impl<S: crate::backend::ReadTables> ReadView<S> {
+    /// The group state the view was taken at.
+    pub fn state(&self) -> GroupState {
+        self.state
+    }
+
+    /// The view's revision.
+    pub fn revision(&self) -> i64 {
+        self.state.revision
+    }
+
+    /// Serves a Range (etcd's semantics; the header carries only the revision).
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
+        kv::range(
+            &self.snapshot,
+            self.state.revision,
+            self.state.compact_revision,
+            req,
+        )
+    }
+
+    /// Serves a txn that writes nothing ([`crate::is_txn_read_only`]).
+    pub fn txn(&self, req: &TxnRequest) -> Result<TxnResponse, StoreError> {
+        if !txn::is_txn_read_only(req) {
+            return Err(StoreError::Malformed(
+                "a txn that writes needs the log".into(),
+            ));
+        }
+        txn::txn_read_only(
+            &self.snapshot,
+            self.state.revision,
+            self.state.compact_revision,
+            req,
+        )
+    }
+
+    /// The backend snapshot (for snapshots and physical inspection).
+    pub(crate) fn snapshot(&self) -> &S {
+        &self.snapshot
+    }
+}
+
+/// One group's published view and the lock that orders its writers.
+struct GroupSlot<S> {
+    /// The latest committed view; replaced after every commit.
+    view: ArcSwap<ReadView<S>>,
+    /// Held across a write and the publication of its view, so views only move forward.
+    writer: Mutex<()>,
+}
+
+/// The state machines of every group on a node, over one backend.
+pub struct Store<B: Backend = RedbBackend> {
+    /// The engine holding every group's tables.
+    backend: B,
+    /// Groups known to this store; a group appears on its first read or write.
+    groups: RwLock<HashMap<GroupId, Arc<GroupSlot<B::Snapshot>>>>,
+    /// Write options.
+    options: StoreOptions,
+}
+
+impl Store<RedbBackend> {
+    /// Opens (creating if absent) a store in the redb file at `path`.
+    pub fn open_path(
+        path: impl AsRef<std::path::Path>,
+        options: StoreOptions,
+    ) -> Result<Self, BackendError> {
+        Self::open(RedbBackend::open(path)?, options)
+    }
+}
+
+impl<B: Backend> Store<B> {
+    /// Opens a store on `backend`, publishing a view of every group it holds.
+    pub fn open(backend: B, options: StoreOptions) -> Result<Self, BackendError> {
+        let store = Self {
+            backend,
+            groups: RwLock::new(HashMap::new()),
+            options,
+        };
+        for group in store.backend.groups()? {
+            store.slot(group)?;
+        }
+        Ok(store)
+    }
+
+    fn load_view(&self, group: GroupId) -> Result<ReadView<B::Snapshot>, BackendError> {
+        let snapshot = self.backend.read(group)?;
+        let state = GroupState::load(&snapshot)?;
+        Ok(ReadView { snapshot, state })
+    }
+
+    fn slot(&self, group: GroupId) -> Result<Arc<GroupSlot<B::Snapshot>>, BackendError> {
+        let poisoned = || BackendError::Engine("group table lock poisoned".into());
+        if let Some(slot) = self.groups.read().map_err(|_| poisoned())?.get(&group) {
+            return Ok(slot.clone());
+        }
+        let mut groups = self.groups.write().map_err(|_| poisoned())?;
+        if let Some(slot) = groups.get(&group) {
+            return Ok(slot.clone());
+        }
+        let slot = Arc::new(GroupSlot {
+            view: ArcSwap::from_pointee(self.load_view(group)?),
+            writer: Mutex::new(()),
+        });
+        groups.insert(group, slot.clone());
+        Ok(slot)
+    }
+
+    /// The latest committed view of `group`. Cheap: an atomic load, no I/O.
+    pub fn read(&self, group: GroupId) -> Result<Arc<ReadView<B::Snapshot>>, BackendError> {
+        Ok(self.slot(group)?.view.load_full())
+    }
+
+    /// Runs `f` in one write transaction of `group` and publishes the new view on success.
+    pub(crate) fn write<R>(
+        &self,
+        group: GroupId,
+        durable: bool,
+        f: impl FnOnce(&mut dyn crate::backend::WriteTables, &mut GroupState) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let slot = self.slot(group)?;
+        let _writer = slot
+            .writer
+            .lock()
+            .map_err(|_| BackendError::Engine("group writer lock poisoned".into()))?;
+        let result = self.backend.write(group, durable, |tables| {
+            let mut state = GroupState::load(&*tables)?;
+            let r = f(tables, &mut state)?;
+            state.save(tables)?;
+            Ok::<_, StoreError>(r)
+        })?;
+        slot.view.store(Arc::new(self.load_view(group)?));
+        Ok(result)
+    }
+
+    /// Applies committed entries of `group` in one transaction, with the applied index, and
+    /// publishes the result. Returns each entry's outcome; `Err` only for storage failure,
+    /// after which nothing of the batch is applied and the node must stop.
+    pub fn apply(
+        &self,
+        group: GroupId,
+        entries: &[ApplyEntry<'_>],
+    ) -> Result<Vec<Applied>, BackendError> {
+        let durable = self.options.durable_apply;
+        self.write(group, durable, |tables, state| {
+            apply_entries(tables, state, entries)
+        })
+        .map_err(|e| match e {
+            StoreError::Backend(b) => b,
+            other => BackendError::Engine(other.to_string()),
+        })
+    }
+
+    /// Space used by the backend.
+    pub fn size(&self) -> Result<BackendSize, BackendError> {
+        self.backend.size()
+    }
+
+    /// The backend (for snapshots and maintenance).
+    pub(crate) fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Publishes a fresh view of `group` after a write made outside [`Store::write`].
+    pub(crate) fn republish(&self, group: GroupId) -> Result<(), BackendError> {
+        let slot = self.slot(group)?;
+        slot.view.store(Arc::new(self.load_view(group)?));
+        Ok(())
+    }
+
+    /// The writer lock of a group, for writers outside [`Store::write`].
+    pub(crate) fn with_writer<R>(
+        &self,
+        group: GroupId,
+        f: impl FnOnce() -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let slot = self.slot(group)?;
+        let _writer = slot
+            .writer
+            .lock()
+            .map_err(|_| BackendError::Engine("group writer lock poisoned".into()))?;
+        f()
+    }
+}
