@@ -138,8 +138,8 @@ fn compact_key(tables: &mut dyn WriteTables, key: &[u8], target: i64) -> Result<
     Ok(removed)
 }
 
-/// Counts versions in the history table (tests and benchmarks).
-pub fn count_versions<R: ReadTables + ?Sized>(tables: &R) -> Result<u64, BackendError> {
+/// Counts versions in the history table.
+pub(crate) fn count_versions<R: ReadTables + ?Sized>(tables: &R) -> Result<u64, BackendError> {
     let mut n = 0;
     tables.scan(Table::History, &[], None, false, &mut |_, _| {
         n += 1;

@@ -23,7 +23,7 @@ mod store;
 mod txn;
 
 pub use apply::{Applied, ApplyEntry, Response};
-pub use compact::{CompactStep, count_versions};
+pub use compact::CompactStep;
 pub use kv::{validate_delete, validate_put, validate_range};
 pub use mvcc::{GroupState, RangeResult};
 pub use snapshot::{SnapshotError, SnapshotReader};

@@ -75,6 +75,11 @@ impl<S: crate::backend::ReadTables> ReadView<S> {
         )
     }
 
+    /// How many versions (puts and tombstones of every key) the view still holds.
+    pub fn versions(&self) -> Result<u64, BackendError> {
+        crate::compact::count_versions(&self.snapshot)
+    }
+
     /// The backend snapshot (for snapshots and physical inspection).
     pub(crate) fn snapshot(&self) -> &S {
         &self.snapshot
