@@ -3,9 +3,11 @@
 //! except the newest, and that one too if it is a tombstone (etcd's rule).
 //!
 //! It runs in small steps, each its own short write transaction, so applies interleave with it
-//! and are never blocked for long. A step scans the next window of the revision log (revisions
-//! in `[compacted_through, C]`), and compacts each key it meets; a key with no version in the
-//! window had its newest version at or below `C` handled by an earlier compaction already.
+//! and are never blocked for long. A step takes the next window of about N revisions of the
+//! revision log (from `compacted_through` up to `C`) and removes the window's versions that are
+//! not the newest of their key at or below `C`, plus the one version an earlier compaction
+//! kept below the window for each key it meets (now superseded). A key with no version in any
+//! window has nothing to remove. Work per step is bounded by the window, whatever the history.
 
 use std::ops::ControlFlow;
 
@@ -64,32 +66,28 @@ fn step(
     if target < 0 || from > target {
         return Ok(CompactStep::default());
     }
-    // Collect the keys of the window's revisions, stopping on a main-revision boundary.
-    let mut keys: Vec<Vec<u8>> = Vec::new();
-    let mut seen = 0usize;
+    // The window: revisions from `from` on, about `max` of them, ending on a main boundary.
+    let mut window: Vec<(Revision, Vec<u8>)> = Vec::new();
     let mut next_main = target + 1;
     let mut corrupt = None;
     let start = Revision::new(from, i64::MIN).encode();
     let end = Revision::new(target + 1, i64::MIN).encode();
-    let mut last_main = None;
     tables.scan(Table::Revs, &start, Some(&end), false, &mut |k, v| {
         let Some(rev) = Revision::decode(k) else {
             corrupt = Some(format!("revision key {k:?}"));
             return ControlFlow::Break(());
         };
-        if seen >= max && last_main != Some(rev.main) {
+        if window.len() >= max && window.last().map(|(r, _)| r.main) != Some(rev.main) {
             next_main = rev.main;
             return ControlFlow::Break(());
         }
         match decode_rev_record(v) {
-            Ok((_, kv)) => keys.push(kv.key),
+            Ok((_, kv)) => window.push((rev, kv.key)),
             Err(e) => {
                 corrupt = Some(e.to_string());
                 return ControlFlow::Break(());
             }
         }
-        last_main = Some(rev.main);
-        seen += 1;
         ControlFlow::Continue(())
     })?;
     if let Some(what) = corrupt {
@@ -99,11 +97,12 @@ fn step(
         }
         .into());
     }
-    keys.sort_unstable();
-    keys.dedup();
+    window.sort_unstable_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
     let mut removed = 0;
-    for key in &keys {
-        removed += compact_key(tables, key, target)?;
+    for group in window.chunk_by(|a, b| a.1 == b.1) {
+        let key = &group[0].1;
+        let revs: Vec<Revision> = group.iter().map(|(r, _)| *r).collect();
+        removed += compact_key(tables, key, &revs, from, target)?;
     }
     state.compacted_through = next_main;
     Ok(CompactStep {
@@ -112,23 +111,41 @@ fn step(
     })
 }
 
-/// Removes the versions of `key` that no read at or above `target` can see.
-fn compact_key(tables: &mut dyn WriteTables, key: &[u8], target: i64) -> Result<u64, BackendError> {
+/// Removes, of `key`'s versions, those in `window` (its revisions in this step's window) and
+/// those below `from` (left by an earlier compaction) that no read at or above `target` can
+/// see: all but the newest at or below `target`, and that one too if it is a tombstone.
+fn compact_key(
+    tables: &mut dyn WriteTables,
+    key: &[u8],
+    window: &[Revision],
+    from: i64,
+    target: i64,
+) -> Result<u64, BackendError> {
     let mut start = Vec::with_capacity(key.len() + 2);
     encode_key(key, &mut start);
+    // The newest version at or below the target.
     let end = history_key(key, Revision::new(target + 1, i64::MIN));
-    let mut versions: Vec<(Revision, u8)> = Vec::new();
-    tables.scan(Table::History, &start, Some(&end), false, &mut |k, v| {
+    let mut newest = None;
+    tables.scan(Table::History, &start, Some(&end), true, &mut |k, v| {
         if let Some((_, rev)) = split_history_key(k) {
-            versions.push((rev, v.first().copied().unwrap_or(0)));
+            newest = Some((rev, v.first().copied().unwrap_or(0)));
+        }
+        ControlFlow::Break(())
+    })?;
+    let Some((newest, kind)) = newest else {
+        return Ok(0);
+    };
+    // Versions below the window: at most the one an earlier compaction kept.
+    let below = history_key(key, Revision::new(from, i64::MIN));
+    let mut older = Vec::new();
+    tables.scan(Table::History, &start, Some(&below), false, &mut |k, _| {
+        if let Some((_, rev)) = split_history_key(k) {
+            older.push(rev);
         }
         ControlFlow::Continue(())
     })?;
-    let Some(&(newest, kind)) = versions.last() else {
-        return Ok(0);
-    };
     let mut removed = 0;
-    for &(rev, _) in &versions {
+    for &rev in older.iter().chain(window) {
         if rev != newest || kind == KIND_DELETE {
             tables.delete(Table::History, &history_key(key, rev))?;
             tables.delete(Table::Revs, &rev.encode())?;

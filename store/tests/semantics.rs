@@ -358,3 +358,23 @@ fn replayed_and_malformed_entries() {
         (3, 2, 2)
     );
 }
+
+#[test]
+fn physical_compaction_works_in_bounded_steps() {
+    let (_d, store) = temp_store();
+    for i in 0..100 {
+        apply_one(&store, put(&format!("k{}", i % 10), "v")).unwrap();
+    }
+    apply_one(&store, compact(101)).unwrap();
+    let mut steps = Vec::new();
+    loop {
+        let s = store.compact_step(0, 10).unwrap();
+        steps.push(s.removed);
+        if !s.more {
+            break;
+        }
+    }
+    assert!(steps.len() >= 9, "100 revisions in steps of 10: {steps:?}");
+    assert_eq!(steps.iter().sum::<u64>(), 90);
+    assert_eq!(store.read(0).unwrap().versions().unwrap(), 10);
+}
