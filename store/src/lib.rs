@@ -16,6 +16,7 @@ pub use backend::{Backend, BackendError, GroupId, Table};
 pub use error::{ErrorCode, StoreError};
 mod apply;
 mod compact;
+mod hash;
 mod kv;
 mod mvcc;
 mod snapshot;
@@ -24,6 +25,7 @@ mod txn;
 
 pub use apply::{Applied, ApplyEntry, Response};
 pub use compact::CompactStep;
+pub use hash::HashKv;
 pub use kv::{validate_delete, validate_put, validate_range};
 pub use mvcc::{GroupState, RangeResult};
 pub use snapshot::{SnapshotError, SnapshotReader};

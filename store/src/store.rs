@@ -75,6 +75,17 @@ impl<S: crate::backend::ReadTables> ReadView<S> {
         )
     }
 
+    /// etcd's HashKV at `rev` (0: the view's revision): equal on members that applied the same
+    /// log, whatever their physical compaction progress.
+    pub fn hash_kv(&self, rev: i64) -> Result<crate::HashKv, StoreError> {
+        crate::hash::hash_kv(
+            &self.snapshot,
+            self.state.revision,
+            self.state.compact_revision,
+            rev,
+        )
+    }
+
     /// How many versions (puts and tombstones of every key) the view still holds.
     pub fn versions(&self) -> Result<u64, BackendError> {
         crate::compact::count_versions(&self.snapshot)

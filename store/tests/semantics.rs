@@ -378,3 +378,37 @@ fn physical_compaction_works_in_bounded_steps() {
     assert_eq!(steps.iter().sum::<u64>(), 90);
     assert_eq!(store.read(0).unwrap().versions().unwrap(), 10);
 }
+
+#[test]
+fn hash_kv_ignores_physical_compaction_progress_but_not_data() {
+    let (_d1, a) = temp_store();
+    let (_d2, b) = temp_store();
+    for store in [&a, &b] {
+        for i in 0..50 {
+            apply_one(store, put(&format!("k{}", i % 7), &i.to_string())).unwrap();
+        }
+        apply_one(store, del("k3", "")).unwrap();
+        apply_one(store, compact(30)).unwrap();
+    }
+    a.compact_all(0).unwrap();
+    let (ha, hb) = (
+        a.read(0).unwrap().hash_kv(0).unwrap(),
+        b.read(0).unwrap().hash_kv(0).unwrap(),
+    );
+    assert_eq!(ha, hb, "one compacted physically, the other not");
+    assert_eq!((ha.compact_revision, ha.hash_revision), (30, 52));
+    assert_eq!(
+        a.read(0).unwrap().hash_kv(40).unwrap(),
+        b.read(0).unwrap().hash_kv(40).unwrap()
+    );
+    apply_one(&b, put("k1", "different")).unwrap();
+    apply_one(&a, put("k1", "other")).unwrap();
+    assert_ne!(
+        a.read(0).unwrap().hash_kv(0).unwrap().hash,
+        b.read(0).unwrap().hash_kv(0).unwrap().hash
+    );
+    assert!(matches!(
+        a.read(0).unwrap().hash_kv(10),
+        Err(StoreError::Compacted)
+    ));
+}
