@@ -90,7 +90,9 @@ pub enum LogStoreError {
     },
 
     /// Appending would overwrite entries that were compacted away.
-    #[error("group {group}: appending at index {index} overwrites compacted entries (first index is {first_index})")]
+    #[error(
+        "group {group}: appending at index {index} overwrites compacted entries (first index is {first_index})"
+    )]
     OverwriteCompacted {
         /// Raft group id.
         group: u64,
@@ -102,7 +104,9 @@ pub enum LogStoreError {
 
     /// The snapshot is older than what the log already discarded, or than the
     /// persisted commit index (raft never rolls committed entries back).
-    #[error("group {group}: snapshot at index {index} is out of date (first index {first_index}, commit {commit})")]
+    #[error(
+        "group {group}: snapshot at index {index} is out of date (first index {first_index}, commit {commit})"
+    )]
     SnapshotOutOfDate {
         /// Raft group id.
         group: u64,
@@ -139,7 +143,9 @@ pub enum LogStoreError {
 
     /// A hard state whose commit index lies outside the log; raft-rs refuses to
     /// restart from it.
-    #[error("group {group}: commit index {commit} is outside the log [{truncated_index}, {last_index}]")]
+    #[error(
+        "group {group}: commit index {commit} is outside the log [{truncated_index}, {last_index}]"
+    )]
     CommitOutOfRange {
         /// Raft group id.
         group: u64,

@@ -26,7 +26,7 @@ pub(crate) const TRUNCATED_KEY: &[u8] = b"raft.truncated";
 /// Pass it as the type parameter of raft-engine's entry methods, e.g.
 /// `engine.get_entry::<EntryExt>(group, index)`.
 #[derive(Debug, Clone, Copy)]
-pub struct EntryExt;
+pub(crate) struct EntryExt;
 
 impl MessageExt for EntryExt {
     type Entry = Entry;
@@ -60,17 +60,22 @@ impl TruncatedState {
 
     /// Decodes what [`TruncatedState::encode`] wrote.
     pub(crate) fn decode(group: u64, bytes: &[u8]) -> Result<Self, LogStoreError> {
-        let corrupt = || LogStoreError::CorruptValue {
-            group,
-            key: "raft.truncated",
-            reason: format!("expected 16 bytes, found {}", bytes.len()),
+        let Ok(bytes) = <[u8; 16]>::try_from(bytes) else {
+            return Err(LogStoreError::CorruptValue {
+                group,
+                key: "raft.truncated",
+                reason: format!("expected 16 bytes, found {}", bytes.len()),
+            });
         };
-        let (index, term) = bytes.split_at_checked(8).ok_or_else(corrupt)?;
-        let index: [u8; 8] = index.try_into().map_err(|_| corrupt())?;
-        let term: [u8; 8] = term.try_into().map_err(|_| corrupt())?;
+        let (index, term) = bytes.split_at(8);
+        let word = |half: &[u8]| {
+            let mut word = [0; 8];
+            word.copy_from_slice(half);
+            u64::from_be_bytes(word)
+        };
         Ok(Self {
-            index: u64::from_be_bytes(index),
-            term: u64::from_be_bytes(term),
+            index: word(index),
+            term: word(term),
         })
     }
 }

@@ -130,16 +130,17 @@ mod error;
 mod group_storage;
 mod layout;
 mod log_store;
+pub mod node;
 mod shared;
 mod snapshot_provider;
 mod staging;
 mod term_cache;
+pub mod transport;
 mod write_batch;
 
 pub use config::LogStoreConfig;
 pub use error::LogStoreError;
 pub use group_storage::GroupStorage;
-pub use layout::EntryExt;
 pub use log_store::LogStore;
 pub use snapshot_provider::SnapshotProvider;
 pub use write_batch::WriteBatch;

@@ -97,7 +97,9 @@ impl LogStore {
         let written = self.shared.engine.write(&mut engine_batch, sync)?;
         for (group, op) in batch.ops() {
             match op {
-                Op::Append(entries) => self.shared.update_terms(*group, |terms| terms.append(entries)),
+                Op::Append(entries) => self
+                    .shared
+                    .update_terms(*group, |terms| terms.append(entries)),
                 Op::Snapshot(_) => self.shared.update_terms(*group, |terms| terms.clear()),
                 Op::HardState(_) | Op::Commit(_) | Op::ConfState(_) => {}
             }
@@ -176,5 +178,19 @@ impl LogStore {
     /// Metadata of the last snapshot applied to `group`, if any.
     pub fn snapshot_metadata(&self, group: u64) -> Result<Option<SnapshotMetadata>, LogStoreError> {
         self.shared.snapshot_metadata(group)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_can_move_to_and_be_shared_by_other_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<LogStore>();
+        send_sync::<GroupStorage>();
+        send_sync::<WriteBatch>();
+        send_sync::<LogStoreError>();
     }
 }

@@ -138,7 +138,7 @@ impl Shared {
         match self.engine.get_entry::<EntryExt>(group, index)? {
             Some(entry) => Ok(entry.term),
             // Compacted or overwritten by a writer since the checks above.
-            None => Err(self.missing(group, index)?),
+            None => Err(self.missing(group, index)),
         }
     }
 
@@ -178,18 +178,19 @@ impl Shared {
         while next < high {
             let chunk_end = high.min(next.saturating_add(FETCH_CHUNK));
             // raft-engine returns at least one entry however small the budget.
-            let budget = max_size.map(|max| usize::try_from(max.saturating_sub(size)).unwrap_or(usize::MAX));
+            let budget =
+                max_size.map(|max| usize::try_from(max.saturating_sub(size)).unwrap_or(usize::MAX));
             let before = entries.len();
             let fetched = self
                 .engine
                 .fetch_entries_to::<EntryExt>(group, next, chunk_end, budget, &mut entries)
                 .map_err(|err| self.engine_read_error(group, next, err))?;
             if fetched == 0 {
-                return Err(self.missing(group, next)?);
+                return Err(self.missing(group, next));
             }
-            size = entries[before..]
-                .iter()
-                .fold(size, |acc, e| acc.saturating_add(u64::from(e.compute_size())));
+            size = entries[before..].iter().fold(size, |acc, e| {
+                acc.saturating_add(u64::from(e.compute_size()))
+            });
             next += fetched as u64;
             if max_size.is_some_and(|max| size >= max) || next < chunk_end {
                 break;
@@ -203,7 +204,7 @@ impl Shared {
     fn engine_read_error(&self, group: u64, index: u64, err: raft_engine::Error) -> LogStoreError {
         match err {
             raft_engine::Error::EntryCompacted | raft_engine::Error::EntryNotFound => {
-                self.missing(group, index).unwrap_or_else(|e| e)
+                self.missing(group, index)
             }
             other => LogStoreError::Engine(other),
         }
@@ -211,20 +212,23 @@ impl Shared {
 
     /// The error for an entry that passed the bounds checks but was not found:
     /// a writer compacted or overwrote it in between.
-    fn missing(&self, group: u64, index: u64) -> Result<LogStoreError, LogStoreError> {
-        let truncated = self.truncated(group)?;
+    fn missing(&self, group: u64, index: u64) -> LogStoreError {
+        let truncated = match self.truncated(group) {
+            Ok(truncated) => truncated,
+            Err(err) => return err,
+        };
         if index <= truncated.index {
-            Ok(LogStoreError::Compacted {
+            LogStoreError::Compacted {
                 group,
                 index,
                 first_index: truncated.index + 1,
-            })
+            }
         } else {
-            Ok(LogStoreError::Unavailable {
+            LogStoreError::Unavailable {
                 group,
                 index,
                 last_index: self.last_index(group, &truncated),
-            })
+            }
         }
     }
 }

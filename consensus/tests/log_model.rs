@@ -128,9 +128,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     prop_assert!(result.is_err(), "a gap must be refused");
                 } else {
                     prop_assert!(result.is_ok(), "{:?}", result);
-                    model
-                        .entries
-                        .truncate((first - model.first()) as usize);
+                    model.entries.truncate((first - model.first()) as usize);
                     model.entries.extend(new);
                     model.max_term = term;
                 }
@@ -208,7 +206,10 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     prop_assert!(
                         want.is_empty()
                             || want.len() == 1
-                            || want.iter().map(|e| u64::from(e.compute_size())).sum::<u64>()
+                            || want
+                                .iter()
+                                .map(|e| u64::from(e.compute_size()))
+                                .sum::<u64>()
                                 <= max_size
                     );
                     prop_assert_eq!(got, Ok(want));

@@ -103,9 +103,14 @@ fn appended_entries_read_back() {
     let mut all = entries(1..=3, 1);
     all.extend(entries(4..=5, 2));
     assert_eq!(raft_entries(&storage, 1, 6, NO_LIMIT), Ok(all.clone()));
-    assert_eq!(raft_entries(&storage, 2, 4, NO_LIMIT), Ok(all[1..3].to_vec()));
     assert_eq!(
-        (0..=5).map(|i| Storage::term(&storage, i)).collect::<Vec<_>>(),
+        raft_entries(&storage, 2, 4, NO_LIMIT),
+        Ok(all[1..3].to_vec())
+    );
+    assert_eq!(
+        (0..=5)
+            .map(|i| Storage::term(&storage, i))
+            .collect::<Vec<_>>(),
         [Ok(0), Ok(1), Ok(1), Ok(1), Ok(2), Ok(2)]
     );
     assert_eq!(store.groups(), vec![1]);
@@ -127,7 +132,10 @@ fn append_replaces_the_conflicting_suffix() {
     assert_eq!(Storage::term(&storage, 4), Err(unavailable()));
     // Overwriting from the first index replaces everything.
     append(&store, 1, entries(1..=2, 3));
-    assert_eq!(raft_entries(&storage, 1, 3, NO_LIMIT), Ok(entries(1..=2, 3)));
+    assert_eq!(
+        raft_entries(&storage, 1, 3, NO_LIMIT),
+        Ok(entries(1..=2, 3))
+    );
     assert_eq!(Storage::last_index(&storage), Ok(2));
 }
 
@@ -166,7 +174,10 @@ fn appends_breaking_the_log_are_refused_and_write_nothing() {
     ));
     let storage = store.group_storage(1);
     assert_eq!(Storage::last_index(&storage), Ok(5));
-    assert_eq!(raft_entries(&storage, 3, 6, NO_LIMIT), Ok(entries(3..=5, 1)));
+    assert_eq!(
+        raft_entries(&storage, 3, 6, NO_LIMIT),
+        Ok(entries(3..=5, 1))
+    );
 }
 
 #[test]
@@ -179,11 +190,18 @@ fn entries_outside_the_log_are_compacted_or_unavailable() {
     let storage = store.group_storage(1);
     assert_eq!(raft_entries(&storage, 3, 5, NO_LIMIT), Err(compacted()));
     assert_eq!(raft_entries(&storage, 4, 8, NO_LIMIT), Err(unavailable()));
-    assert_eq!(raft_entries(&storage, 4, 7, NO_LIMIT), Ok(entries(4..=6, 1)));
+    assert_eq!(
+        raft_entries(&storage, 4, 7, NO_LIMIT),
+        Ok(entries(4..=6, 1))
+    );
     assert_eq!(raft_entries(&storage, 7, 7, NO_LIMIT), Ok(vec![]));
     assert!(matches!(
         storage.entries(5, 4, None),
-        Err(LogStoreError::InvalidRange { low: 5, high: 4, .. })
+        Err(LogStoreError::InvalidRange {
+            low: 5,
+            high: 4,
+            ..
+        })
     ));
 }
 
@@ -203,7 +221,18 @@ fn max_size_follows_raft_limit_size() {
     append(&store, 1, all.clone());
     let storage = store.group_storage(1);
     let total: u64 = all.iter().map(|e| u64::from(e.compute_size())).sum();
-    for max in [0, 1, 10, 100, 1_000, 5_000, 20_000, total - 1, total, NO_LIMIT] {
+    for max in [
+        0,
+        1,
+        10,
+        100,
+        1_000,
+        5_000,
+        20_000,
+        total - 1,
+        total,
+        NO_LIMIT,
+    ] {
         for (low, high) in [(1, 601), (1, 2), (100, 400), (599, 601)] {
             let mut want = all[(low - 1) as usize..(high - 1) as usize].to_vec();
             raft::util::limit_size(&mut want, Some(max));
@@ -254,7 +283,9 @@ fn compaction_rules() {
         })
     ));
     store.compact(1, 3).expect("compact");
-    store.compact(1, 2).expect("compacting below the first index does nothing");
+    store
+        .compact(1, 2)
+        .expect("compacting below the first index does nothing");
     let storage = store.group_storage(1);
     assert_eq!(Storage::first_index(&storage), Ok(3));
     // Compacting the whole log leaves first = last + 1 and the last term known.
@@ -263,7 +294,10 @@ fn compaction_rules() {
     assert_eq!(Storage::last_index(&storage), Ok(5));
     assert_eq!(Storage::term(&storage, 5), Ok(1));
     append(&store, 1, entries(6..=6, 2));
-    assert_eq!(raft_entries(&storage, 6, 7, NO_LIMIT), Ok(entries(6..=6, 2)));
+    assert_eq!(
+        raft_entries(&storage, 6, 7, NO_LIMIT),
+        Ok(entries(6..=6, 2))
+    );
 }
 
 #[test]
@@ -300,7 +334,10 @@ fn applying_a_snapshot_resets_the_log() {
     assert_eq!(Storage::first_index(&storage), Ok(21));
     assert_eq!(Storage::last_index(&storage), Ok(22));
     assert_eq!(Storage::term(&storage, 20), Ok(4));
-    assert_eq!(raft_entries(&storage, 21, 23, NO_LIMIT), Ok(entries(21..=22, 4)));
+    assert_eq!(
+        raft_entries(&storage, 21, 23, NO_LIMIT),
+        Ok(entries(21..=22, 4))
+    );
 
     // Older than the log: refused.
     let mut batch = WriteBatch::new();
@@ -349,12 +386,17 @@ fn hard_state_commit_must_stay_inside_the_log() {
     let mut batch = WriteBatch::new();
     batch.set_hard_state(1, hard_state(1, 1, 4));
     batch.append(1, entries(4..=4, 1));
-    store.write(batch, true).expect("commit covered by the batch");
+    store
+        .write(batch, true)
+        .expect("commit covered by the batch");
     // set_commit changes only the commit.
     let mut batch = WriteBatch::new();
     batch.set_commit(1, 2);
     store.write(batch, true).expect("set commit");
-    assert_eq!(store.hard_state(1).expect("hard state"), hard_state(1, 1, 2));
+    assert_eq!(
+        store.hard_state(1).expect("hard state"),
+        hard_state(1, 1, 2)
+    );
 }
 
 #[test]
@@ -451,7 +493,10 @@ fn a_batch_across_groups_is_all_or_nothing() {
     ));
     assert_eq!(store.groups(), vec![2]);
     assert_eq!(Storage::last_index(&store.group_storage(1)), Ok(0));
-    assert_eq!(store.hard_state(1).expect("hard state"), HardState::default());
+    assert_eq!(
+        store.hard_state(1).expect("hard state"),
+        HardState::default()
+    );
 
     // The same batch without the gap is written whole, and survives reopening.
     let mut batch = WriteBatch::new();
@@ -472,8 +517,11 @@ fn a_batch_across_groups_is_all_or_nothing() {
 fn snapshot_comes_from_the_provider() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path());
-    let temporarily_unavailable =
-        || Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+    let temporarily_unavailable = || {
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
+    };
 
     let without = store.group_storage(1);
     assert_eq!(without.snapshot(0, 2), temporarily_unavailable());

@@ -1,0 +1,103 @@
+//! The Raft node: every group of this node driven by one thread running raft-rs's Ready loop,
+//! and the async [`RaftHandle`] the rest of the server talks to.
+//!
+//! One loop iteration: take commands (proposals, read requests, peer messages) until the
+//! queue is empty or a batch is full, tick on time, then for every group with a Ready: send
+//! the messages that need no persistence, apply committed entries, collect new entries and
+//! hard states into ONE [`WriteBatch`] for all groups, write it (one fsync), send the
+//! persisted messages, advance. Many client requests thus share one append and one fsync
+//! (proposal batching), and the leader keeps up to `max_inflight_msgs` appends in flight per
+//! follower (pipelining).
+
+mod handle;
+mod runtime;
+
+use std::time::Duration;
+
+use raft::eraftpb::{Entry, Message, Snapshot};
+
+pub use handle::{GroupStatus, RaftHandle};
+pub use runtime::{GroupBootstrap, start};
+
+/// A Raft group id.
+pub type GroupId = u64;
+
+/// How the node runs Raft.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node's Raft id (etcd's member id).
+    pub id: u64,
+    /// One Raft tick (etcd's `--heartbeat-interval`).
+    pub tick: Duration,
+    /// Ticks without a heartbeat before an election (`--election-timeout` / tick).
+    pub election_ticks: usize,
+    /// Ticks between heartbeats.
+    pub heartbeat_ticks: usize,
+    /// Appends in flight per follower.
+    pub max_inflight_msgs: usize,
+    /// Largest append message in bytes.
+    pub max_size_per_msg: u64,
+    /// Commands taken per loop iteration before the Ready pass.
+    pub max_batch: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            id: 1,
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            max_inflight_msgs: 256,
+            max_size_per_msg: 1 << 20,
+            max_batch: 4096,
+        }
+    }
+}
+
+/// Why a request to the node failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RaftError {
+    /// No leader is known, so nothing can be proposed or read linearizably.
+    #[error("no leader")]
+    NoLeader,
+    /// Raft dropped the proposal (leadership transfer in progress, or similar).
+    #[error("proposal dropped")]
+    Dropped,
+    /// Leadership changed while a read waited for its index.
+    #[error("leader changed")]
+    LeaderChanged,
+    /// The node stopped.
+    #[error("stopped")]
+    Stopped,
+    /// The group does not exist on this node.
+    #[error("unknown group {0}")]
+    UnknownGroup(GroupId),
+    /// Raft refused the request.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// The replicated state machine the node applies committed entries to.
+pub trait StateMachine: Send + 'static {
+    /// What applying one entry answers; handed to the proposer's waiter.
+    type Output: Send + 'static;
+
+    /// The last index applied to `group` (Raft resumes after it on restart).
+    fn applied_index(&self, group: GroupId) -> u64;
+
+    /// Applies committed entries of `group` in index order (normal entries and configuration
+    /// changes alike: the node has already made the latter take effect in Raft). MUST return
+    /// exactly one output per entry. An `Err` is fatal: the node stops.
+    fn apply(&mut self, group: GroupId, entries: &[Entry]) -> Result<Vec<Self::Output>, String>;
+
+    /// Replaces `group`'s state with the snapshot Raft delivered (its data was staged by the
+    /// transport, see [`Transport`]). An `Err` is fatal.
+    fn restore(&mut self, group: GroupId, snapshot: &Snapshot) -> Result<(), String>;
+}
+
+/// Sends Raft messages to peers. MUST NOT block: queue, and drop (raft retries) when full.
+pub trait Transport: Send + 'static {
+    /// Sends `msgs` of `group`, in order.
+    fn send(&mut self, group: GroupId, msgs: Vec<Message>);
+}

@@ -1,0 +1,533 @@
+//! The Raft loop: one thread drives every group of the node (see the module doc of `node`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType};
+use raft::{Config, RawNode, ReadOnlyOption, SnapshotStatus, StateRole};
+use tokio::sync::{oneshot, watch};
+
+use super::handle::{Command, GroupStatus, RaftHandle, Shared, SharedGroup};
+use super::{GroupId, NodeConfig, RaftError, StateMachine, Transport};
+use crate::{GroupStorage, LogStore, SnapshotProvider, WriteBatch};
+
+/// A group to run, and how to bootstrap it on first start.
+#[derive(Clone, Debug)]
+pub struct GroupBootstrap {
+    /// The group id.
+    pub group: GroupId,
+    /// The voters of a new cluster. Empty when the group already has state, or when this node
+    /// joins an existing cluster (the leader then sends it the log or a snapshot).
+    pub initial_voters: Vec<u64>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, RaftError>>;
+
+/// One group inside the loop.
+struct Group<O> {
+    raw: RawNode<GroupStorage>,
+    /// Proposals of this node waiting for their entry to apply, by sequence number.
+    waiters: HashMap<u64, Reply<O>>,
+    /// Reads that arrived since the last ReadIndex was issued.
+    reads_pending: Vec<Reply<u64>>,
+    /// Reads waiting for the ReadIndex with this context.
+    reads_inflight: HashMap<u64, Vec<Reply<u64>>>,
+    /// The leader as of the last Ready (reads fail when it changes).
+    leader: u64,
+}
+
+struct Runtime<S: StateMachine, T> {
+    config: NodeConfig,
+    log: LogStore,
+    groups: BTreeMap<GroupId, Group<S::Output>>,
+    sm: S,
+    transport: T,
+    shared: Arc<Shared>,
+    rx: Receiver<Command<S::Output>>,
+    /// Sequence numbers for proposals and read contexts.
+    next_seq: u64,
+    logger: slog::Logger,
+}
+
+/// Starts the Raft loop on its own thread. Returns the handle and the thread (which ends when
+/// the loop stops, after [`RaftHandle::stop`] or a fatal error).
+pub fn start<S: StateMachine, T: Transport>(
+    config: NodeConfig,
+    log: LogStore,
+    groups: Vec<GroupBootstrap>,
+    sm: S,
+    transport: T,
+    provider: Option<Arc<dyn SnapshotProvider>>,
+    logger: slog::Logger,
+) -> Result<(RaftHandle<S::Output>, JoinHandle<()>), RaftError> {
+    let err = |e: crate::LogStoreError| RaftError::Raft(e.to_string());
+    let mut shared_groups = HashMap::new();
+    let mut running = BTreeMap::new();
+    for boot in groups {
+        let fresh = log.hard_state(boot.group).map_err(err)?.get_term() == 0
+            && log
+                .conf_state(boot.group)
+                .map_err(err)?
+                .get_voters()
+                .is_empty();
+        if fresh && !boot.initial_voters.is_empty() {
+            let mut batch = WriteBatch::new();
+            let mut cs = raft::eraftpb::ConfState::default();
+            cs.set_voters(boot.initial_voters.clone());
+            batch.set_conf_state(boot.group, cs);
+            log.write(batch, true).map_err(err)?;
+        }
+        let mut storage = log.group_storage(boot.group);
+        if let Some(p) = &provider {
+            storage = storage.with_snapshot_provider(p.clone());
+        }
+        let raft_config = Config {
+            id: config.id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            applied: sm.applied_index(boot.group),
+            max_size_per_msg: config.max_size_per_msg,
+            max_inflight_msgs: config.max_inflight_msgs,
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: ReadOnlyOption::Safe,
+            ..Default::default()
+        };
+        let raw = RawNode::new(&raft_config, storage, &logger)
+            .map_err(|e| RaftError::Raft(format!("starting group {}: {e}", boot.group)))?;
+        let (applied, _) = watch::channel(raw.raft.raft_log.applied);
+        shared_groups.insert(
+            boot.group,
+            SharedGroup {
+                status: ArcSwap::from_pointee(GroupStatus::default()),
+                applied,
+            },
+        );
+        running.insert(
+            boot.group,
+            Group {
+                raw,
+                waiters: HashMap::new(),
+                reads_pending: Vec::new(),
+                reads_inflight: HashMap::new(),
+                leader: 0,
+            },
+        );
+    }
+    let shared = Arc::new(Shared {
+        id: config.id,
+        groups: shared_groups,
+    });
+    let (tx, rx) = mpsc::channel();
+    let runtime = Runtime {
+        config,
+        log,
+        groups: running,
+        sm,
+        transport,
+        shared: shared.clone(),
+        rx,
+        next_seq: 1,
+        logger,
+    };
+    runtime.publish_status();
+    let thread = std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || runtime.run())
+        .map_err(|e| RaftError::Raft(format!("spawning the raft thread: {e}")))?;
+    Ok((RaftHandle { tx, shared }, thread))
+}
+
+/// The proposal context: this node's id, then a sequence number.
+fn context(node: u64, seq: u64) -> Vec<u8> {
+    let mut c = Vec::with_capacity(16);
+    c.extend_from_slice(&node.to_be_bytes());
+    c.extend_from_slice(&seq.to_be_bytes());
+    c
+}
+
+/// The sequence number of an entry this node proposed.
+fn own_seq(node: u64, context: &[u8]) -> Option<u64> {
+    if context.len() != 16 || context[..8] != node.to_be_bytes() {
+        return None;
+    }
+    Some(u64::from_be_bytes(context[8..].try_into().ok()?))
+}
+
+impl<S: StateMachine, T: Transport> Runtime<S, T> {
+    fn run(mut self) {
+        let mut next_tick = Instant::now() + self.config.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(Command::Stop) => break,
+                Ok(cmd) => self.handle(cmd),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let mut stop = false;
+            for _ in 0..self.config.max_batch {
+                match self.rx.try_recv() {
+                    Ok(Command::Stop) => {
+                        stop = true;
+                        break;
+                    }
+                    Ok(cmd) => self.handle(cmd),
+                    Err(_) => break,
+                }
+            }
+            if stop {
+                break;
+            }
+            if Instant::now() >= next_tick {
+                next_tick = Instant::now() + self.config.tick;
+                for g in self.groups.values_mut() {
+                    g.raw.tick();
+                    g.waiters.retain(|_, w| !w.is_closed());
+                }
+            }
+            self.issue_reads();
+            if let Err(e) = self.ready_pass() {
+                slog::crit!(self.logger, "raft loop stopping on a fatal error"; "error" => %e);
+                break;
+            }
+        }
+        self.fail_all(RaftError::Stopped);
+    }
+
+    fn fail_all(&mut self, err: RaftError) {
+        for g in self.groups.values_mut() {
+            for (_, w) in g.waiters.drain() {
+                let _ = w.send(Err(err.clone()));
+            }
+            for w in g.reads_pending.drain(..) {
+                let _ = w.send(Err(err.clone()));
+            }
+            for (_, ws) in g.reads_inflight.drain() {
+                for w in ws {
+                    let _ = w.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    fn handle(&mut self, cmd: Command<S::Output>) {
+        let node = self.config.id;
+        match cmd {
+            Command::Propose { group, data, reply } => {
+                let seq = self.seq();
+                let Some(g) = self.groups.get_mut(&group) else {
+                    let _ = reply.send(Err(RaftError::UnknownGroup(group)));
+                    return;
+                };
+                if g.raw.raft.leader_id == 0 {
+                    let _ = reply.send(Err(RaftError::NoLeader));
+                    return;
+                }
+                match g.raw.propose(context(node, seq), data) {
+                    Ok(()) => {
+                        g.waiters.insert(seq, reply);
+                    }
+                    Err(raft::Error::ProposalDropped) => {
+                        let _ = reply.send(Err(RaftError::Dropped));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(RaftError::Raft(e.to_string())));
+                    }
+                }
+            }
+            Command::ConfChange {
+                group,
+                change,
+                reply,
+            } => {
+                let seq = self.seq();
+                let Some(g) = self.groups.get_mut(&group) else {
+                    let _ = reply.send(Err(RaftError::UnknownGroup(group)));
+                    return;
+                };
+                if g.raw.raft.leader_id == 0 {
+                    let _ = reply.send(Err(RaftError::NoLeader));
+                    return;
+                }
+                match g.raw.propose_conf_change(context(node, seq), change) {
+                    Ok(()) => {
+                        g.waiters.insert(seq, reply);
+                    }
+                    Err(raft::Error::ProposalDropped) => {
+                        let _ = reply.send(Err(RaftError::Dropped));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(RaftError::Raft(e.to_string())));
+                    }
+                }
+            }
+            Command::ReadIndex { group, reply } => match self.groups.get_mut(&group) {
+                None => {
+                    let _ = reply.send(Err(RaftError::UnknownGroup(group)));
+                }
+                Some(g) if g.raw.raft.leader_id == 0 => {
+                    let _ = reply.send(Err(RaftError::NoLeader));
+                }
+                Some(g) => g.reads_pending.push(reply),
+            },
+            Command::Step { group, message } => {
+                if let Some(g) = self.groups.get_mut(&group)
+                    && let Err(e) = g.raw.step(*message)
+                {
+                    slog::debug!(self.logger, "step failed"; "group" => group, "error" => %e);
+                }
+            }
+            Command::TransferLeader { group, to } => {
+                if let Some(g) = self.groups.get_mut(&group) {
+                    g.raw.transfer_leader(to);
+                }
+            }
+            Command::Unreachable { group, to } => {
+                if let Some(g) = self.groups.get_mut(&group) {
+                    g.raw.report_unreachable(to);
+                }
+            }
+            Command::SnapshotDone { group, to, ok } => {
+                if let Some(g) = self.groups.get_mut(&group) {
+                    let status = if ok {
+                        SnapshotStatus::Finish
+                    } else {
+                        SnapshotStatus::Failure
+                    };
+                    g.raw.report_snapshot(to, status);
+                }
+            }
+            Command::Stop => {}
+        }
+    }
+
+    /// One ReadIndex per group for every read that arrived since the last one.
+    fn issue_reads(&mut self) {
+        let ids: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| !g.reads_pending.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let seq = self.seq();
+            if let Some(g) = self.groups.get_mut(&id) {
+                g.raw.read_index(seq.to_be_bytes().to_vec());
+                let waiting = std::mem::take(&mut g.reads_pending);
+                g.reads_inflight.insert(seq, waiting);
+            }
+        }
+    }
+
+    fn ready_pass(&mut self) -> Result<(), String> {
+        let ids: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.raw.has_ready())
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::new();
+        let mut sync = false;
+        let mut readies = Vec::with_capacity(ids.len());
+        for &id in &ids {
+            let Some(g) = self.groups.get_mut(&id) else {
+                continue;
+            };
+            let mut rd = g.raw.ready();
+            if let Some(ss) = rd.ss() {
+                if ss.leader_id != g.leader
+                    || ss.raft_state != StateRole::Leader && g.raw.raft.leader_id == self.config.id
+                {
+                    for (_, ws) in g.reads_inflight.drain() {
+                        for w in ws {
+                            let _ = w.send(Err(RaftError::LeaderChanged));
+                        }
+                    }
+                }
+                g.leader = ss.leader_id;
+            }
+            self.transport.send(id, rd.take_messages());
+            if !rd.snapshot().is_empty() {
+                self.sm.restore(id, rd.snapshot())?;
+                batch.apply_snapshot(id, rd.snapshot().get_metadata().clone());
+                sync = true;
+            }
+            for rs in rd.take_read_states() {
+                let ctx: [u8; 8] = rs.request_ctx.as_slice().try_into().unwrap_or([0; 8]);
+                if let Some(ws) = g.reads_inflight.remove(&u64::from_be_bytes(ctx)) {
+                    for w in ws {
+                        let _ = w.send(Ok(rs.index));
+                    }
+                }
+            }
+            let committed = rd.take_committed_entries();
+            apply_entries(
+                self.config.id,
+                id,
+                g,
+                &mut self.sm,
+                committed,
+                &mut batch,
+                &mut sync,
+            )?;
+            batch.append(id, rd.take_entries());
+            if let Some(hs) = rd.hs() {
+                batch.set_hard_state(id, hs.clone());
+            }
+            sync |= rd.must_sync();
+            readies.push((id, rd));
+        }
+        if !batch.is_empty() {
+            self.log
+                .write(batch, sync)
+                .map_err(|e| format!("persisting the raft log: {e}"))?;
+        }
+        let mut after = WriteBatch::new();
+        let mut after_sync = false;
+        for (id, mut rd) in readies {
+            let Some(g) = self.groups.get_mut(&id) else {
+                continue;
+            };
+            self.transport.send(id, rd.take_persisted_messages());
+            let mut light = g.raw.advance(rd);
+            if let Some(commit) = light.commit_index() {
+                after.set_commit(id, commit);
+            }
+            self.transport.send(id, light.take_messages());
+            let committed = light.take_committed_entries();
+            apply_entries(
+                self.config.id,
+                id,
+                g,
+                &mut self.sm,
+                committed,
+                &mut after,
+                &mut after_sync,
+            )?;
+            g.raw.advance_apply();
+        }
+        if !after.is_empty() {
+            self.log
+                .write(after, after_sync)
+                .map_err(|e| format!("persisting the raft log: {e}"))?;
+        }
+        self.publish_status();
+        Ok(())
+    }
+
+    fn publish_status(&self) {
+        for (id, g) in &self.groups {
+            let Some(shared) = self.shared.groups.get(id) else {
+                continue;
+            };
+            let raft = &g.raw.raft;
+            let cs = raft.prs().conf().to_conf_state();
+            let status = GroupStatus {
+                leader: raft.leader_id,
+                term: raft.term,
+                commit: raft.raft_log.committed,
+                applied: raft.raft_log.applied,
+                last_index: raft.raft_log.last_index(),
+                voters: cs.get_voters().to_vec(),
+                learners: cs.get_learners().to_vec(),
+            };
+            if **shared.status.load() != status {
+                shared.status.store(Arc::new(status));
+            }
+            shared.applied.send_if_modified(|a| {
+                let changed = *a != raft.raft_log.applied;
+                *a = raft.raft_log.applied;
+                changed
+            });
+        }
+    }
+}
+
+/// Applies committed entries in order: runs of normal entries go to the state machine in one
+/// call; a configuration change first takes effect in Raft (its conf state joins `batch`,
+/// which is then written synced), then goes to the state machine too.
+fn apply_entries<S: StateMachine>(
+    node: u64,
+    id: GroupId,
+    g: &mut Group<S::Output>,
+    sm: &mut S,
+    entries: Vec<Entry>,
+    batch: &mut WriteBatch,
+    sync: &mut bool,
+) -> Result<(), String> {
+    let mut start = 0;
+    for i in 0..entries.len() {
+        let kind = entries[i].get_entry_type();
+        if kind == EntryType::EntryNormal {
+            continue;
+        }
+        apply_run(node, id, g, sm, &entries[start..i])?;
+        let data = &entries[i].data;
+        let result = if kind == EntryType::EntryConfChange {
+            ConfChange::parse_from_bytes(data)
+                .map_err(|e| e.to_string())
+                .and_then(|cc| g.raw.apply_conf_change(&cc).map_err(|e| e.to_string()))
+        } else {
+            ConfChangeV2::parse_from_bytes(data)
+                .map_err(|e| e.to_string())
+                .and_then(|cc| g.raw.apply_conf_change(&cc).map_err(|e| e.to_string()))
+        };
+        match result {
+            Ok(cs) => {
+                batch.set_conf_state(id, cs);
+                *sync = true;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "applying a configuration change at {}: {e}",
+                    entries[i].index
+                ));
+            }
+        }
+        apply_run(node, id, g, sm, &entries[i..=i])?;
+        start = i + 1;
+    }
+    apply_run(node, id, g, sm, &entries[start..])
+}
+
+fn apply_run<S: StateMachine>(
+    node: u64,
+    id: GroupId,
+    g: &mut Group<S::Output>,
+    sm: &mut S,
+    entries: &[Entry],
+) -> Result<(), String> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let outputs = sm.apply(id, entries)?;
+    if outputs.len() != entries.len() {
+        return Err(format!(
+            "state machine answered {} outputs for {} entries",
+            outputs.len(),
+            entries.len()
+        ));
+    }
+    for (entry, output) in entries.iter().zip(outputs) {
+        if let Some(seq) = own_seq(node, &entry.context)
+            && let Some(w) = g.waiters.remove(&seq)
+        {
+            let _ = w.send(Ok(output));
+        }
+    }
+    Ok(())
+}
