@@ -119,6 +119,10 @@ fn apply_request(
         Request::DeleteRange(d) => Response::DeleteRange(kv::delete_range(&mut w, &d)?),
         Request::Txn(t) => Response::Txn(txn::txn(&mut w, compacted, &t)?),
         Request::Compaction(c) => Response::Compaction(kv::compact(state, &c)?),
+        Request::MemberChange(change) => {
+            crate::members::apply(w.tables, &change)?;
+            Response::Empty
+        }
         Request::LeaseGrant(_) | Request::LeaseRevoke(_) | Request::LeaseCheckpoint(_) => {
             return Err(StoreError::Malformed(
                 "lease requests are not applied by this version of the store".into(),

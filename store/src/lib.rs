@@ -18,6 +18,7 @@ mod apply;
 mod compact;
 mod hash;
 mod kv;
+mod members;
 mod mvcc;
 mod snapshot;
 mod store;

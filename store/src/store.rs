@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use mango_proto::etcdserverpb::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
 
 use crate::apply::{Applied, ApplyEntry, apply_entries};
@@ -86,6 +86,11 @@ impl<S: crate::backend::ReadTables> ReadView<S> {
         )
     }
 
+    /// The member registry as of this view.
+    pub fn members(&self) -> Result<Vec<mango_proto::mangopb::MemberInfo>, BackendError> {
+        crate::members::list(&self.snapshot)
+    }
+
     /// How many versions (puts and tombstones of every key) the view still holds.
     pub fn versions(&self) -> Result<u64, BackendError> {
         crate::compact::count_versions(&self.snapshot)
@@ -99,8 +104,9 @@ impl<S: crate::backend::ReadTables> ReadView<S> {
 
 /// One group's published view and the lock that orders its writers.
 struct GroupSlot<S> {
-    /// The latest committed view; replaced after every commit.
-    view: ArcSwap<ReadView<S>>,
+    /// The latest committed view; replaced after every commit. Empty only while a defragment
+    /// runs (it needs every backend snapshot released); the next read publishes a fresh one.
+    view: ArcSwapOption<ReadView<S>>,
     /// Held across a write and the publication of its view, so views only move forward.
     writer: Mutex<()>,
 }
@@ -113,6 +119,12 @@ pub struct Store<B: Backend = RedbBackend> {
     groups: RwLock<HashMap<GroupId, Arc<GroupSlot<B::Snapshot>>>>,
     /// Write options.
     options: StoreOptions,
+    /// Readers share it; a defragment takes it alone, so no new view appears while it runs.
+    gate: RwLock<()>,
+}
+
+fn poisoned() -> BackendError {
+    BackendError::Engine("store lock poisoned".into())
 }
 
 impl Store<RedbBackend> {
@@ -132,6 +144,7 @@ impl<B: Backend> Store<B> {
             backend,
             groups: RwLock::new(HashMap::new()),
             options,
+            gate: RwLock::new(()),
         };
         for group in store.backend.groups()? {
             store.slot(group)?;
@@ -155,16 +168,52 @@ impl<B: Backend> Store<B> {
             return Ok(slot.clone());
         }
         let slot = Arc::new(GroupSlot {
-            view: ArcSwap::from_pointee(self.load_view(group)?),
+            view: ArcSwapOption::from_pointee(self.load_view(group)?),
             writer: Mutex::new(()),
         });
         groups.insert(group, slot.clone());
         Ok(slot)
     }
 
-    /// The latest committed view of `group`. Cheap: an atomic load, no I/O.
+    /// The latest committed view of `group`. Cheap: an atomic load, no I/O (but right after
+    /// a defragment, which empties the views, one reader loads a fresh view).
     pub fn read(&self, group: GroupId) -> Result<Arc<ReadView<B::Snapshot>>, BackendError> {
-        Ok(self.slot(group)?.view.load_full())
+        let slot = self.slot(group)?;
+        let _gate = self.gate.read().map_err(|_| poisoned())?;
+        if let Some(view) = slot.view.load_full() {
+            return Ok(view);
+        }
+        let view = Arc::new(self.load_view(group)?);
+        slot.view
+            .compare_and_swap(&None::<Arc<_>>, Some(view.clone()));
+        Ok(view)
+    }
+
+    /// Rewrites the backend to give free space back (etcd's defragment). Reads and writes
+    /// wait meanwhile; fails if a view stays held elsewhere (e.g. a snapshot being streamed)
+    /// for more than a few seconds.
+    pub fn defragment(&self) -> Result<(), BackendError> {
+        let _gate = self.gate.write().map_err(|_| poisoned())?;
+        let slots: Vec<_> = self
+            .groups
+            .read()
+            .map_err(|_| poisoned())?
+            .values()
+            .cloned()
+            .collect();
+        let mut writers = Vec::with_capacity(slots.len());
+        for slot in &slots {
+            writers.push(slot.writer.lock().map_err(|_| poisoned())?);
+            slot.view.store(None);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match self.backend.defragment() {
+                Ok(()) => return Ok(()),
+                Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
     }
 
     /// Runs `f` in one write transaction of `group` and publishes the new view on success.
@@ -185,7 +234,7 @@ impl<B: Backend> Store<B> {
             state.save(tables)?;
             Ok::<_, StoreError>(r)
         })?;
-        slot.view.store(Arc::new(self.load_view(group)?));
+        slot.view.store(Some(Arc::new(self.load_view(group)?)));
         Ok(result)
     }
 
@@ -207,6 +256,39 @@ impl<B: Backend> Store<B> {
         })
     }
 
+    /// Records the initial members of a new cluster, if `group` has no members yet (every
+    /// initial member is started with the same list, so all registries agree).
+    pub fn bootstrap_members(
+        &self,
+        group: GroupId,
+        members: &[mango_proto::mangopb::MemberInfo],
+    ) -> Result<(), BackendError> {
+        self.write(group, true, |tables, _| {
+            if crate::members::list(&*tables)?.is_empty() {
+                for m in members {
+                    let change = mango_proto::mangopb::MemberChange {
+                        kind: mango_proto::mangopb::member_change::Kind::Add as i32,
+                        member: Some(m.clone()),
+                    };
+                    crate::members::apply(tables, &change)?;
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            StoreError::Backend(b) => b,
+            other => BackendError::Engine(other.to_string()),
+        })
+    }
+
+    /// Makes everything applied to `group` so far durable (a synced empty commit).
+    pub fn sync(&self, group: GroupId) -> Result<(), BackendError> {
+        self.write(group, true, |_, _| Ok(())).map_err(|e| match e {
+            StoreError::Backend(b) => b,
+            other => BackendError::Engine(other.to_string()),
+        })
+    }
+
     /// Space used by the backend.
     pub fn size(&self) -> Result<BackendSize, BackendError> {
         self.backend.size()
@@ -220,7 +302,7 @@ impl<B: Backend> Store<B> {
     /// Publishes a fresh view of `group` after a write made outside [`Store::write`].
     pub(crate) fn republish(&self, group: GroupId) -> Result<(), BackendError> {
         let slot = self.slot(group)?;
-        slot.view.store(Arc::new(self.load_view(group)?));
+        slot.view.store(Some(Arc::new(self.load_view(group)?)));
         Ok(())
     }
 

@@ -412,3 +412,92 @@ fn hash_kv_ignores_physical_compaction_progress_but_not_data() {
         Err(StoreError::Compacted)
     ));
 }
+
+#[test]
+fn defragment_gives_space_back_and_keeps_data() {
+    let (_d, store) = temp_store();
+    for i in 0..2000 {
+        apply_one(&store, put(&format!("k{:04}", i % 200), &"x".repeat(1000))).unwrap();
+    }
+    apply_one(&store, compact(2001)).unwrap();
+    store.compact_all(0).unwrap();
+    let before_view = store.read(0).unwrap().range(&get("k0001")).unwrap();
+    let before = store.size().unwrap();
+    store.defragment().unwrap();
+    let after = store.size().unwrap();
+    assert!(
+        after.file_bytes < before.file_bytes,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(
+        store.read(0).unwrap().range(&get("k0001")).unwrap(),
+        before_view
+    );
+    apply_one(&store, put("after", "defrag")).unwrap();
+    assert_eq!(
+        store
+            .read(0)
+            .unwrap()
+            .range(&get("after"))
+            .unwrap()
+            .kvs
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn members_follow_member_changes() {
+    use mango_proto::mangopb::member_change::Kind;
+    use mango_proto::mangopb::raft_request::Request;
+    use mango_proto::mangopb::{MemberChange, MemberInfo};
+    let (_d, store) = temp_store();
+    let m = |id: u64, learner: bool| MemberInfo {
+        id,
+        name: format!("m{id}"),
+        peer_urls: vec![format!("http://h{id}")],
+        client_urls: vec![],
+        is_learner: learner,
+    };
+    store
+        .bootstrap_members(0, &[m(1, false), m(2, false)])
+        .unwrap();
+    store.bootstrap_members(0, &[m(9, false)]).unwrap(); // not empty any more: ignored
+    let change = |kind: Kind, member: MemberInfo| {
+        Request::MemberChange(MemberChange {
+            kind: kind as i32,
+            member: Some(member),
+        })
+    };
+    apply_one(&store, change(Kind::Add, m(3, true))).unwrap();
+    apply_one(
+        &store,
+        change(
+            Kind::Promote,
+            MemberInfo {
+                id: 3,
+                ..Default::default()
+            },
+        ),
+    )
+    .unwrap();
+    apply_one(
+        &store,
+        change(
+            Kind::Remove,
+            MemberInfo {
+                id: 1,
+                ..Default::default()
+            },
+        ),
+    )
+    .unwrap();
+    let members = store.read(0).unwrap().members().unwrap();
+    let ids: Vec<(u64, bool)> = members.iter().map(|m| (m.id, m.is_learner)).collect();
+    assert_eq!(ids, vec![(2, false), (3, false)]);
+    assert_eq!(
+        store.read(0).unwrap().revision(),
+        1,
+        "membership makes no revision"
+    );
+}

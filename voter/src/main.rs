@@ -1,11 +1,46 @@
-//! `mango-voter`: a Raft voter serving etcd's v3 API. Not built yet (see the voter issue).
+//! `mango-voter`: a Raft voter serving etcd's v3 API.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    eprintln!(
-        "mango-voter: not implemented yet: the Raft voter and the etcd v3 services are built \
-         by the voter issue; this binary cannot serve clients"
-    );
-    ExitCode::from(2)
+    let config = match mango_voter::config::Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mango-voter: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mango-voter: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(mango_voter::server::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mango-voter: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

@@ -54,14 +54,15 @@ struct Runtime<S: StateMachine, T> {
     logger: slog::Logger,
 }
 
-/// Starts the Raft loop on its own thread. Returns the handle and the thread (which ends when
-/// the loop stops, after [`RaftHandle::stop`] or a fatal error).
+/// Starts the Raft loop on its own thread, with the transport `make_transport` builds from the
+/// node's handle. Returns the handle and the thread (which ends when the loop stops, after
+/// [`RaftHandle::stop`] or a fatal error).
 pub fn start<S: StateMachine, T: Transport>(
     config: NodeConfig,
     log: LogStore,
     groups: Vec<GroupBootstrap>,
     sm: S,
-    transport: T,
+    make_transport: impl FnOnce(RaftHandle<S::Output>) -> T,
     provider: Option<Arc<dyn SnapshotProvider>>,
     logger: slog::Logger,
 ) -> Result<(RaftHandle<S::Output>, JoinHandle<()>), RaftError> {
@@ -124,6 +125,11 @@ pub fn start<S: StateMachine, T: Transport>(
         groups: shared_groups,
     });
     let (tx, rx) = mpsc::channel();
+    let handle = RaftHandle {
+        tx,
+        shared: shared.clone(),
+    };
+    let transport = make_transport(handle.clone());
     let runtime = Runtime {
         config,
         log,
@@ -140,7 +146,7 @@ pub fn start<S: StateMachine, T: Transport>(
         .name("raft".into())
         .spawn(move || runtime.run())
         .map_err(|e| RaftError::Raft(format!("spawning the raft thread: {e}")))?;
-    Ok((RaftHandle { tx, shared }, thread))
+    Ok((handle, thread))
 }
 
 /// The proposal context: this node's id, then a sequence number.

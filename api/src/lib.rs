@@ -1,0 +1,29 @@
+//! etcd's v3 gRPC services (KV, Maintenance, Cluster, and the gRPC health service) over an
+//! [`EtcdNode`], the handle that voters and learners each implement.
+//!
+//! The layering is etcd's `v3rpc`: a service validates the request with the store's checks,
+//! bounds its size, then reads from a view or proposes through the node, fills the response
+//! header and maps every failure to etcd's gRPC code and message ([`error`]).
+//!
+//! Entry points: [`serve`] (a listener, a node, a config, a shutdown future), or [`routes`] /
+//! [`router`] to mount the services on a server of your own.
+//!
+//! Architecture invariant: this crate talks to consensus only through [`EtcdNode`]; it knows
+//! nothing of raft-rs, the Raft log or the transport.
+
+mod cluster;
+pub mod error;
+mod kv;
+mod limits;
+mod maintenance;
+mod node;
+mod server;
+
+pub use cluster::ClusterService;
+pub use kv::KvService;
+pub use limits::{
+    ApiConfig, DEFAULT_MAX_REQUEST_BYTES, GRPC_OVERHEAD_BYTES, check_request_size, raft_request_len,
+};
+pub use maintenance::{ETCD_VERSION, MaintenanceService, SNAPSHOT_CHUNK_BYTES};
+pub use node::{EtcdNode, NodeError, NodeStatus};
+pub use server::{router, routes, serve};

@@ -1,0 +1,260 @@
+//! etcd's Maintenance service: status, alarms, defragmentation, hashes, snapshots and leader
+//! transfer.
+
+use std::sync::Arc;
+
+use mango_proto::etcdserverpb::alarm_request::AlarmAction;
+use mango_proto::etcdserverpb::maintenance_server::Maintenance;
+use mango_proto::etcdserverpb::{
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse,
+    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, ResponseHeader, SnapshotRequest, SnapshotResponse,
+    StatusRequest, StatusResponse,
+};
+use mango_store::SnapshotReader;
+use mango_store::backend::redb::RedbSnapshot;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use crate::error::{node_status, store_status};
+use crate::node::EtcdNode;
+
+/// The version Status reports. mango speaks etcd's 3.4 API (what Debian's etcdctl 3.4.23
+/// uses), and clients parse this string to pick features, so it names that etcd release.
+pub const ETCD_VERSION: &str = "3.4.23";
+
+/// Bytes of snapshot per streamed message.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+
+/// Snapshot messages produced ahead of the client (each about [`SNAPSHOT_CHUNK_BYTES`]); with
+/// the one being built and the one held back to learn whether it is the last, at most four
+/// chunks are in memory per snapshot stream.
+const SNAPSHOT_CHANNEL: usize = 2;
+
+/// The Maintenance service over a node.
+pub struct MaintenanceService<N> {
+    /// The node whose status, state and alarms are served.
+    node: Arc<N>,
+}
+
+impl<N: EtcdNode> MaintenanceService<N> {
+    /// A Maintenance service over `node`.
+    pub fn new(node: Arc<N>) -> Self {
+        Self { node }
+    }
+
+    /// A header at the node's latest applied revision, as etcd's maintenance answers carry.
+    fn header(&self) -> Result<ResponseHeader, Status> {
+        let view = self.node.read_view().map_err(node_status)?;
+        Ok(self.node.header(view.revision()))
+    }
+}
+
+/// The alarms of `alarms` that a GET for `alarm` lists (etcd: `NONE` lists all).
+fn alarms_of_type(alarms: Vec<AlarmMember>, alarm: i32) -> Vec<AlarmMember> {
+    if alarm == AlarmType::None as i32 {
+        return alarms;
+    }
+    alarms.into_iter().filter(|a| a.alarm == alarm).collect()
+}
+
+/// Streams `reader` into `tx` in chunks; runs on a blocking thread, since each chunk reads
+/// the backend. The last message has `remaining_bytes` 0; before it, `remaining_bytes` is an
+/// estimate from `estimate` (the backend's bytes in use), never 0.
+fn stream_snapshot(
+    mut reader: SnapshotReader<RedbSnapshot>,
+    estimate: u64,
+    header: ResponseHeader,
+    tx: mpsc::Sender<Result<SnapshotResponse, Status>>,
+) {
+    let mut sent = 0u64;
+    let mut pending: Option<Vec<u8>> = None;
+    loop {
+        let next = match reader.next_chunk(SNAPSHOT_CHUNK_BYTES) {
+            Ok(next) => next,
+            Err(e) => {
+                // Nobody to tell if the client left; the stream just ends.
+                let _ = tx.blocking_send(Err(store_status(e.into())));
+                return;
+            }
+        };
+        if let Some(blob) = pending.take() {
+            sent += blob.len() as u64;
+            let remaining_bytes = match next {
+                None => 0,
+                Some(_) => estimate.saturating_sub(sent).max(1),
+            };
+            let msg = SnapshotResponse {
+                header: Some(header.clone()),
+                remaining_bytes,
+                blob,
+            };
+            if tx.blocking_send(Ok(msg)).is_err() {
+                // The client went away: stop reading and release the view.
+                return;
+            }
+        }
+        match next {
+            Some(chunk) => pending = Some(chunk),
+            None => return,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
+    /// GET lists the alarms (of one type, or all for `NONE`). DEACTIVATE disarms one alarm and
+    /// answers with it, as etcd does. ACTIVATE is not something a client can do to a mango
+    /// node (alarms are raised by the node itself): it changes nothing and answers with the
+    /// current alarms. An unknown action gets an empty answer, as in etcd.
+    async fn alarm(
+        &self,
+        request: tonic::Request<AlarmRequest>,
+    ) -> Result<tonic::Response<AlarmResponse>, Status> {
+        let req = request.into_inner();
+        let alarms = match AlarmAction::try_from(req.action) {
+            Ok(AlarmAction::Get) => alarms_of_type(self.node.alarms(), req.alarm),
+            Ok(AlarmAction::Activate) => self.node.alarms(),
+            Ok(AlarmAction::Deactivate) => {
+                let target = AlarmMember {
+                    member_id: req.member_id,
+                    alarm: req.alarm,
+                };
+                let was_active = self.node.alarms().contains(&target);
+                self.node.disarm(target).await.map_err(node_status)?;
+                if was_active { vec![target] } else { Vec::new() }
+            }
+            Err(_) => Vec::new(),
+        };
+        Ok(tonic::Response::new(AlarmResponse {
+            header: Some(self.header()?),
+            alarms,
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: tonic::Request<StatusRequest>,
+    ) -> Result<tonic::Response<StatusResponse>, Status> {
+        let status = self.node.status();
+        Ok(tonic::Response::new(StatusResponse {
+            header: Some(self.header()?),
+            version: ETCD_VERSION.to_string(),
+            db_size: status.db_size,
+            leader: status.leader,
+            raft_index: status.raft_index,
+            raft_term: status.raft_term,
+            raft_applied_index: status.raft_applied_index,
+            errors: status.errors,
+            db_size_in_use: status.db_size_in_use,
+            is_learner: status.is_learner,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _request: tonic::Request<DefragmentRequest>,
+    ) -> Result<tonic::Response<DefragmentResponse>, Status> {
+        self.node.defragment().await.map_err(node_status)?;
+        Ok(tonic::Response::new(DefragmentResponse {
+            header: Some(self.header()?),
+        }))
+    }
+
+    /// etcd hashes its whole backend file here; mango answers the HashKV hash at the current
+    /// revision, which is equally comparable across members and independent of file layout.
+    async fn hash(
+        &self,
+        _request: tonic::Request<HashRequest>,
+    ) -> Result<tonic::Response<HashResponse>, Status> {
+        let view = self.node.read_view().map_err(node_status)?;
+        let hash = view.hash_kv(0).map_err(store_status)?;
+        Ok(tonic::Response::new(HashResponse {
+            header: Some(self.node.header(view.revision())),
+            hash: hash.hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: tonic::Request<HashKvRequest>,
+    ) -> Result<tonic::Response<HashKvResponse>, Status> {
+        let req = request.into_inner();
+        let view = self.node.read_view().map_err(node_status)?;
+        let hash = view.hash_kv(req.revision).map_err(store_status)?;
+        Ok(tonic::Response::new(HashKvResponse {
+            header: Some(self.node.header(view.revision())),
+            hash: hash.hash,
+            compact_revision: hash.compact_revision,
+            hash_revision: hash.hash_revision,
+        }))
+    }
+
+    type SnapshotStream = ReceiverStream<Result<SnapshotResponse, Status>>;
+
+    /// Streams the node's state in chunks of [`SNAPSHOT_CHUNK_BYTES`], produced on a blocking
+    /// thread into a bounded channel, so memory stays a few chunks whatever the state's size.
+    ///
+    /// etcd appends a last message holding the SHA-256 of the stream, which `etcdctl snapshot
+    /// restore` checks. mango leaves it out: no SHA-256 implementation is in the dependency
+    /// tree, and a mango snapshot is not a bbolt file that etcdctl could restore anyway
+    /// (the stream carries its own CRC-32 in its end record, checked on install).
+    async fn snapshot(
+        &self,
+        _request: tonic::Request<SnapshotRequest>,
+    ) -> Result<tonic::Response<Self::SnapshotStream>, Status> {
+        let reader = self.node.snapshot().map_err(node_status)?;
+        let estimate = u64::try_from(self.node.status().db_size_in_use).unwrap_or(0);
+        let header = self.node.header(reader.state().revision);
+        let (tx, rx) = mpsc::channel(SNAPSHOT_CHANNEL);
+        tokio::task::spawn_blocking(move || stream_snapshot(reader, estimate, header, tx));
+        Ok(tonic::Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn move_leader(
+        &self,
+        request: tonic::Request<MoveLeaderRequest>,
+    ) -> Result<tonic::Response<MoveLeaderResponse>, Status> {
+        let req = request.into_inner();
+        self.node
+            .move_leader(req.target_id)
+            .await
+            .map_err(node_status)?;
+        Ok(tonic::Response::new(MoveLeaderResponse {
+            header: Some(self.header()?),
+        }))
+    }
+
+    /// Downgrades arrived in etcd 3.5; mango speaks the 3.4 API, where the method is unknown.
+    async fn downgrade(
+        &self,
+        _request: tonic::Request<DowngradeRequest>,
+    ) -> Result<tonic::Response<DowngradeResponse>, Status> {
+        Err(Status::unimplemented(
+            "unknown method Downgrade for service etcdserverpb.Maintenance",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alarm(member_id: u64, alarm: AlarmType) -> AlarmMember {
+        AlarmMember {
+            member_id,
+            alarm: alarm as i32,
+        }
+    }
+
+    #[test]
+    fn get_lists_alarms_of_one_type_or_all() {
+        let all = vec![alarm(1, AlarmType::Nospace), alarm(2, AlarmType::Corrupt)];
+        assert_eq!(alarms_of_type(all.clone(), AlarmType::None as i32), all);
+        assert_eq!(
+            alarms_of_type(all.clone(), AlarmType::Corrupt as i32),
+            vec![alarm(2, AlarmType::Corrupt)]
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! What the etcd services need from the node they run on. Voters implement it over Raft;
+//! learners will implement it over the log stream. The services only validate, call the node
+//! and map errors (etcd's `v3rpc` layering).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use mango_proto::etcdserverpb::{AlarmMember, Member, ResponseHeader};
+use mango_proto::mangopb::raft_request::Request;
+use mango_store::backend::redb::RedbSnapshot;
+use mango_store::{ReadView, Response, SnapshotReader, StoreError};
+
+/// A failure of the node rather than of the request. Each maps to etcd's gRPC code and text.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The store refused the request (etcd's own error text and code).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No leader is known (`Unavailable`, "etcdserver: no leader").
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    /// The request did not complete in time (`Unavailable`, "etcdserver: request timed out").
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    /// Leadership changed while the request waited (`Unavailable`, "etcdserver: leader changed").
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    /// The node is stopping (`Unavailable`, "etcdserver: server stopped").
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    /// The node has too many proposals in flight, or applies too far behind what is committed
+    /// (`ResourceExhausted`, "etcdserver: too many requests"; etcd refuses when the committed
+    /// index runs more than 5000 entries ahead of the applied index).
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    /// The space quota is exceeded (`ResourceExhausted`, "etcdserver: mvcc: database space exceeded").
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// No such member (`NotFound`, "etcdserver: member not found").
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    /// A member with these peer URLs exists (`FailedPrecondition`, "etcdserver: Peer URLs already exists").
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    /// Promote of a member that is not a learner (`FailedPrecondition`,
+    /// "etcdserver: can only promote a learner member").
+    #[error("etcdserver: can only promote a learner member")]
+    NotLearner,
+    /// A learner cannot be promoted before it caught up (`FailedPrecondition`,
+    /// "etcdserver: can only promote a learner member which is in sync with leader").
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    /// Move-leader target is not a voter (`FailedPrecondition`, "etcdserver: bad leader transferee").
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    /// This node is not the leader where only the leader may act (`FailedPrecondition`,
+    /// "etcdserver: not leader").
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    /// Anything else (`Internal` / `Unavailable` as fits), with a message.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What Maintenance.Status reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The leader this node believes in (0: none).
+    pub leader: u64,
+    /// Raft commit index.
+    pub raft_index: u64,
+    /// Raft term.
+    pub raft_term: u64,
+    /// Raft applied index.
+    pub raft_applied_index: u64,
+    /// Backend file size in bytes.
+    pub db_size: i64,
+    /// Backend bytes in use.
+    pub db_size_in_use: i64,
+    /// Whether this member is a Raft learner.
+    pub is_learner: bool,
+    /// Alarm and health errors.
+    pub errors: Vec<String>,
+}
+
+/// The node the etcd services run on (Raft group 0: the whole key space).
+pub trait EtcdNode: Send + Sync + 'static {
+    /// A response header as etcd fills it: cluster id, this member's id, the Raft term, and
+    /// `revision`.
+    fn header(&self, revision: i64) -> ResponseHeader;
+
+    /// The latest applied read view (serializable reads).
+    fn read_view(&self) -> Result<Arc<ReadView<RedbSnapshot>>, NodeError>;
+
+    /// Waits until this node has applied everything committed when the call began (ReadIndex,
+    /// batched), then returns the view to read (linearizable reads).
+    fn linearizable_view(
+        &self,
+    ) -> impl Future<Output = Result<Arc<ReadView<RedbSnapshot>>, NodeError>> + Send;
+
+    /// Replicates a write (Put, DeleteRange, writing Txn, Compaction) through Raft and returns
+    /// what the apply answered. Forwarding to the leader is the node's business.
+    fn propose(&self, request: Request)
+    -> impl Future<Output = Result<Response, NodeError>> + Send;
+
+    /// Waits until physical compaction has caught up with the compacted revision
+    /// (CompactionRequest.physical).
+    fn wait_compacted(&self) -> impl Future<Output = Result<(), NodeError>> + Send;
+
+    /// The cluster's members as etcd lists them.
+    fn members(&self) -> Vec<Member>;
+
+    /// Adds a member (a voter, or a Raft learner); returns it.
+    fn member_add(
+        &self,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> impl Future<Output = Result<Member, NodeError>> + Send;
+
+    /// Removes a member.
+    fn member_remove(&self, id: u64) -> impl Future<Output = Result<(), NodeError>> + Send;
+
+    /// Changes a member's peer URLs.
+    fn member_update(
+        &self,
+        id: u64,
+        peer_urls: Vec<String>,
+    ) -> impl Future<Output = Result<(), NodeError>> + Send;
+
+    /// Promotes a Raft learner to voter.
+    fn member_promote(&self, id: u64) -> impl Future<Output = Result<(), NodeError>> + Send;
+
+    /// Status of this node.
+    fn status(&self) -> NodeStatus;
+
+    /// Rewrites the backend file to give free space back.
+    fn defragment(&self) -> impl Future<Output = Result<(), NodeError>> + Send;
+
+    /// Transfers leadership to `target` (only the leader may).
+    fn move_leader(&self, target: u64) -> impl Future<Output = Result<(), NodeError>> + Send;
+
+    /// Active alarms.
+    fn alarms(&self) -> Vec<AlarmMember>;
+
+    /// A snapshot of the whole state for Maintenance.Snapshot, streamed in chunks.
+    fn snapshot(&self) -> Result<SnapshotReader<RedbSnapshot>, NodeError>;
+
+    /// Clears an alarm (etcd's `alarm disarm`).
+    fn disarm(&self, alarm: AlarmMember) -> impl Future<Output = Result<(), NodeError>> + Send;
+}

@@ -1,0 +1,301 @@
+//! A single-member, no-Raft [`EtcdNode`] over a real store in a temporary directory, and a
+//! server of the etcd services on it bound to 127.0.0.1:0. A harness for the service layer
+//! only: a proposal is applied at once as the next log entry, and every read is "linearizable"
+//! because nothing else writes.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use mango_api::{ApiConfig, EtcdNode, NodeError, NodeStatus};
+use mango_proto::etcdserverpb::{AlarmMember, Member, ResponseHeader};
+use mango_proto::mangopb::RaftRequest;
+use mango_proto::mangopb::raft_request::Request;
+use mango_store::backend::redb::RedbSnapshot;
+use mango_store::{
+    ApplyEntry, BackendError, ReadView, Response, SnapshotReader, Store, StoreError, StoreOptions,
+};
+use prost::Message;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The cluster id every header carries.
+pub const CLUSTER_ID: u64 = 0xc1u64 << 56 | 0x5e;
+/// The id of the one member.
+pub const MEMBER_ID: u64 = 0x8e9e_05c5_2164_694d;
+/// The Raft term of every entry.
+pub const TERM: u64 = 1;
+
+/// What changes as the test goes.
+struct State {
+    /// The index of the last applied entry.
+    last_index: u64,
+    /// The membership.
+    members: Vec<Member>,
+    /// The next member id to hand out.
+    next_member_id: u64,
+    /// Raised alarms.
+    alarms: Vec<AlarmMember>,
+}
+
+/// The node: a store and a membership list, behind one lock that orders the writes.
+pub struct TestNode {
+    /// The state machine.
+    store: Store,
+    /// Membership, alarms and the log position.
+    state: Mutex<State>,
+    /// Keeps the store's directory alive.
+    _dir: TempDir,
+}
+
+fn backend(e: BackendError) -> NodeError {
+    NodeError::Store(StoreError::Backend(e))
+}
+
+impl TestNode {
+    /// A node whose one member advertises `client_url`.
+    pub fn new(client_url: String) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open_path(
+            dir.path().join("state.redb"),
+            StoreOptions {
+                durable_apply: false,
+            },
+        )
+        .expect("store opens");
+        let me = Member {
+            id: MEMBER_ID,
+            name: "test-member".into(),
+            peer_ur_ls: vec!["http://127.0.0.1:2380".into()],
+            client_ur_ls: vec![client_url],
+            is_learner: false,
+        };
+        Self {
+            store,
+            state: Mutex::new(State {
+                last_index: 0,
+                members: vec![me],
+                next_member_id: 0x1000,
+                alarms: Vec::new(),
+            }),
+            _dir: dir,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("state lock")
+    }
+
+    /// Raises an alarm, as the node itself would (e.g. NOSPACE).
+    pub fn raise_alarm(&self, alarm: AlarmMember) {
+        self.state().alarms.push(alarm);
+    }
+
+    /// The store, for checks behind the service's back.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl EtcdNode for TestNode {
+    fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: CLUSTER_ID,
+            member_id: MEMBER_ID,
+            revision,
+            raft_term: TERM,
+        }
+    }
+
+    fn read_view(&self) -> Result<Arc<ReadView<RedbSnapshot>>, NodeError> {
+        self.store.read(0).map_err(backend)
+    }
+
+    async fn linearizable_view(&self) -> Result<Arc<ReadView<RedbSnapshot>>, NodeError> {
+        self.read_view()
+    }
+
+    async fn propose(&self, request: Request) -> Result<Response, NodeError> {
+        let mut state = self.state();
+        let index = state.last_index + 1;
+        let data = RaftRequest {
+            id: index,
+            request: Some(request),
+        }
+        .encode_to_vec();
+        let mut applied = self
+            .store
+            .apply(
+                0,
+                &[ApplyEntry {
+                    index,
+                    term: TERM,
+                    data: &data,
+                }],
+            )
+            .map_err(backend)?;
+        state.last_index = index;
+        let applied = applied
+            .pop()
+            .ok_or_else(|| NodeError::Other("entry skipped".into()))?;
+        Ok(applied.result?)
+    }
+
+    async fn wait_compacted(&self) -> Result<(), NodeError> {
+        self.store.compact_all(0).map(|_| ()).map_err(backend)
+    }
+
+    fn members(&self) -> Vec<Member> {
+        self.state().members.clone()
+    }
+
+    async fn member_add(
+        &self,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> Result<Member, NodeError> {
+        let mut state = self.state();
+        let taken = state
+            .members
+            .iter()
+            .any(|m| m.peer_ur_ls.iter().any(|u| peer_urls.contains(u)));
+        if taken {
+            return Err(NodeError::PeerUrlExists);
+        }
+        let member = Member {
+            id: state.next_member_id,
+            name: String::new(),
+            peer_ur_ls: peer_urls,
+            client_ur_ls: Vec::new(),
+            is_learner,
+        };
+        state.next_member_id += 1;
+        state.members.push(member.clone());
+        Ok(member)
+    }
+
+    async fn member_remove(&self, id: u64) -> Result<(), NodeError> {
+        let mut state = self.state();
+        let before = state.members.len();
+        state.members.retain(|m| m.id != id);
+        if state.members.len() == before {
+            return Err(NodeError::MemberNotFound);
+        }
+        Ok(())
+    }
+
+    async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<(), NodeError> {
+        let mut state = self.state();
+        let member = state
+            .members
+            .iter_mut()
+            .find(|m| m.id == id)
+            .ok_or(NodeError::MemberNotFound)?;
+        member.peer_ur_ls = peer_urls;
+        Ok(())
+    }
+
+    async fn member_promote(&self, id: u64) -> Result<(), NodeError> {
+        let mut state = self.state();
+        let member = state
+            .members
+            .iter_mut()
+            .find(|m| m.id == id)
+            .ok_or(NodeError::MemberNotFound)?;
+        if !member.is_learner {
+            return Err(NodeError::NotLearner);
+        }
+        member.is_learner = false;
+        Ok(())
+    }
+
+    fn status(&self) -> NodeStatus {
+        let size = self.store.size().unwrap_or_default();
+        let index = self.state().last_index;
+        NodeStatus {
+            leader: MEMBER_ID,
+            raft_index: index,
+            raft_term: TERM,
+            raft_applied_index: index,
+            db_size: i64::try_from(size.file_bytes).unwrap_or(i64::MAX),
+            db_size_in_use: i64::try_from(size.in_use_bytes).unwrap_or(i64::MAX),
+            is_learner: false,
+            errors: self
+                .state()
+                .alarms
+                .iter()
+                .map(|a| format!("memberID:{} alarm:{} ", a.member_id, a.alarm))
+                .collect(),
+        }
+    }
+
+    async fn defragment(&self) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn move_leader(&self, target: u64) -> Result<(), NodeError> {
+        if target == MEMBER_ID {
+            Ok(())
+        } else {
+            Err(NodeError::BadLeaderTransferee)
+        }
+    }
+
+    fn alarms(&self) -> Vec<AlarmMember> {
+        self.state().alarms.clone()
+    }
+
+    fn snapshot(&self) -> Result<SnapshotReader<RedbSnapshot>, NodeError> {
+        self.store.snapshot_reader(0).map_err(backend)
+    }
+
+    async fn disarm(&self, alarm: AlarmMember) -> Result<(), NodeError> {
+        self.state().alarms.retain(|a| *a != alarm);
+        Ok(())
+    }
+}
+
+/// A running server of the etcd services over a [`TestNode`]; stops when dropped.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The node it serves.
+    pub node: Arc<TestNode>,
+    /// Dropping it stops the server.
+    _stop: oneshot::Sender<()>,
+    /// The server task.
+    _task: JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Starts a server with `config` on 127.0.0.1:0.
+    pub async fn start(config: ApiConfig) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let node = Arc::new(TestNode::new(format!("http://{addr}")));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = node.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            mango_api::serve(listener, served, &config, shutdown)
+                .await
+                .expect("server runs");
+        });
+        Self {
+            addr,
+            node,
+            _stop: stop,
+            _task: task,
+        }
+    }
+
+    /// The endpoint URL clients dial.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}

@@ -1,0 +1,251 @@
+//! The voter's configuration: etcd's flag names, or the same keys in a TOML file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// `mango-voter`: a Raft voter serving etcd's v3 API.
+#[derive(Clone, Debug, Parser, Deserialize)]
+#[command(name = "mango-voter", version, about)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct Config {
+    /// A TOML file with these same settings (kebab-case keys); flags given on the command
+    /// line win over it.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
+    /// Human-readable name of this member.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Where this member keeps its data (default: `<name>.mango`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// URLs to listen on for client traffic (comma-separated).
+    #[arg(long, default_value = "http://127.0.0.1:2379")]
+    pub listen_client_urls: String,
+    /// Client URLs to tell the cluster about.
+    #[arg(long)]
+    pub advertise_client_urls: Option<String>,
+    /// URLs to listen on for peer traffic.
+    #[arg(long, default_value = "http://127.0.0.1:2380")]
+    pub listen_peer_urls: String,
+    /// Peer URLs to tell the cluster about.
+    #[arg(long)]
+    pub initial_advertise_peer_urls: Option<String>,
+    /// The initial cluster: `name=peer-url,...`.
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// `new` to start a cluster, `existing` to join one.
+    #[arg(long, default_value = "new")]
+    pub initial_cluster_state: String,
+    /// A token that makes the ids of this cluster unique.
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// Backend size that raises the NOSPACE alarm (bytes).
+    #[arg(long, default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub quota_backend_bytes: u64,
+    /// Applied entries between Raft log compactions.
+    #[arg(long, default_value_t = 100_000)]
+    pub snapshot_count: u64,
+    /// Heartbeat interval in milliseconds (one Raft tick).
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Election timeout in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// Largest request a client may send, in bytes.
+    #[arg(long, default_value_t = 1_572_864)]
+    pub max_request_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse_from(["mango-voter"])
+    }
+}
+
+/// One member of the initial cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitialMember {
+    /// Its name.
+    pub name: String,
+    /// Its peer URLs.
+    pub peer_urls: Vec<String>,
+}
+
+fn split(urls: &str) -> Vec<String> {
+    urls.split(',')
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
+impl Config {
+    /// Parses the command line, reading the config file first if one is named.
+    pub fn load() -> anyhow::Result<Self> {
+        let from_args = Config::parse();
+        let Some(path) = &from_args.config_file else {
+            return Ok(from_args);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let mut from_file: Config = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
+        // Flags given explicitly on the command line win: re-parse on top of the file.
+        let matches = <Config as clap::CommandFactory>::command().get_matches();
+        clap::FromArgMatches::update_from_arg_matches(&mut from_file, &matches)?;
+        from_file.config_file = from_args.config_file;
+        Ok(from_file)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.mango", self.name)))
+    }
+
+    /// Client URLs to listen on.
+    pub fn client_listen(&self) -> Vec<String> {
+        split(&self.listen_client_urls)
+    }
+
+    /// Client URLs to advertise.
+    pub fn client_advertise(&self) -> Vec<String> {
+        self.advertise_client_urls
+            .as_deref()
+            .map(split)
+            .unwrap_or_else(|| self.client_listen())
+    }
+
+    /// Peer URLs to listen on.
+    pub fn peer_listen(&self) -> Vec<String> {
+        split(&self.listen_peer_urls)
+    }
+
+    /// Peer URLs to advertise.
+    pub fn peer_advertise(&self) -> Vec<String> {
+        self.initial_advertise_peer_urls
+            .as_deref()
+            .map(split)
+            .unwrap_or_else(|| self.peer_listen())
+    }
+
+    /// The initial cluster (default: this member alone).
+    pub fn initial_members(&self) -> anyhow::Result<Vec<InitialMember>> {
+        let Some(spec) = &self.initial_cluster else {
+            return Ok(vec![InitialMember {
+                name: self.name.clone(),
+                peer_urls: self.peer_advertise(),
+            }]);
+        };
+        let mut members: Vec<InitialMember> = Vec::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, url) = part.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("--initial-cluster: expected name=url, got {part:?}")
+            })?;
+            match members.iter_mut().find(|m| m.name == name) {
+                Some(m) => m.peer_urls.push(url.to_string()),
+                None => members.push(InitialMember {
+                    name: name.into(),
+                    peer_urls: vec![url.into()],
+                }),
+            }
+        }
+        if !members.iter().any(|m| m.name == self.name) {
+            anyhow::bail!(
+                "--initial-cluster has no member named {:?} (--name)",
+                self.name
+            );
+        }
+        Ok(members)
+    }
+
+    /// Whether this member joins an existing cluster.
+    pub fn joining(&self) -> anyhow::Result<bool> {
+        match self.initial_cluster_state.as_str() {
+            "new" => Ok(false),
+            "existing" => Ok(true),
+            other => {
+                anyhow::bail!("--initial-cluster-state must be new or existing, not {other:?}")
+            }
+        }
+    }
+
+    /// One Raft tick.
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval.max(1))
+    }
+
+    /// Election timeout in ticks.
+    pub fn election_ticks(&self) -> usize {
+        (self.election_timeout / self.heartbeat_interval.max(1)).max(2) as usize
+    }
+}
+
+/// FNV-1a, 64 bits: stable ids from names and URLs.
+fn fnv(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// A member's id: from its peer URLs and the cluster token, as etcd derives it (not 0).
+pub fn member_id(peer_urls: &[String], token: &str, salt: &str) -> u64 {
+    let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
+    urls.sort_unstable();
+    urls.push(token);
+    urls.push(salt);
+    fnv(&urls).max(1)
+}
+
+/// The cluster id: from the initial members' ids and the token.
+pub fn cluster_id(member_ids: &[u64], token: &str) -> u64 {
+    let mut ids: Vec<String> = member_ids.iter().map(|id| format!("{id:x}")).collect();
+    ids.sort_unstable();
+    ids.push(token.to_string());
+    let parts: Vec<&str> = ids.iter().map(String::as_str).collect();
+    fnv(&parts).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_cluster_parses_and_ids_are_stable() {
+        let c = Config::parse_from([
+            "mango-voter",
+            "--name",
+            "b",
+            "--initial-cluster",
+            "a=http://127.0.0.1:1,b=http://127.0.0.1:2",
+        ]);
+        let m = c.initial_members().unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1].peer_urls, vec!["http://127.0.0.1:2".to_string()]);
+        let id = member_id(&m[1].peer_urls, "t", "");
+        assert_eq!(id, member_id(&m[1].peer_urls, "t", ""));
+        assert_ne!(id, member_id(&m[0].peer_urls, "t", ""));
+        assert!(c.initial_cluster_state == "new" && !c.joining().unwrap());
+    }
+
+    #[test]
+    fn a_name_missing_from_the_cluster_is_refused() {
+        let c = Config::parse_from([
+            "mango-voter",
+            "--name",
+            "z",
+            "--initial-cluster",
+            "a=http://x:1",
+        ]);
+        assert!(c.initial_members().is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! `mango-voter` as a library: config, the state machine over the store, the etcd node handle
+//! and the server wiring. The binary only parses flags and calls [`server::run`].
+
+pub mod config;
+mod logging;
+pub mod machine;
+pub mod node;
+pub mod server;

@@ -1,0 +1,213 @@
+//! The voter's replicated state machine: Raft entries into the store's one apply, snapshots in
+//! and out of the store, and the Raft log compaction that snapshots make possible.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+
+use mango_consensus::node::{GroupId, StateMachine};
+use mango_consensus::transport::{SnapshotChunks, SnapshotSink, SnapshotSource};
+use mango_consensus::{LogStore, SnapshotProvider};
+use mango_proto::mangopb::{MemberChange, RaftRequest};
+use mango_store::{ApplyEntry, Response, Store, StoreError};
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Snapshot};
+
+/// What applying one entry answered.
+pub type Output = Result<Response, StoreError>;
+
+/// Entries kept in the Raft log behind the applied index after a compaction, so a follower a
+/// little behind catches up from the log rather than by snapshot (etcd keeps 5,000).
+const CATCH_UP_ENTRIES: u64 = 5_000;
+
+/// The store as Raft's state machine.
+pub struct StoreMachine {
+    /// The state.
+    pub store: Arc<Store>,
+    /// The Raft log, compacted behind the applied index every `snapshot_count` entries.
+    pub log: LogStore,
+    /// Applied entries between log compactions.
+    pub snapshot_count: u64,
+    /// Where staged incoming snapshots are.
+    pub staging: Staging,
+    /// Wakes the physical-compaction thread after a Compaction applied.
+    pub compactor: SyncSender<()>,
+}
+
+/// Converts a configuration change entry to the membership change it carries.
+fn member_change(entry: &Entry) -> Option<MemberChange> {
+    let context = match entry.get_entry_type() {
+        EntryType::EntryConfChange => ConfChange::parse_from_bytes(&entry.data).ok()?.context,
+        _ => ConfChangeV2::parse_from_bytes(&entry.data).ok()?.context,
+    };
+    MemberChange::decode(context.as_ref())
+        .ok()
+        .filter(|c| c.member.is_some())
+}
+
+impl StateMachine for StoreMachine {
+    type Output = Output;
+
+    fn applied_index(&self, group: GroupId) -> u64 {
+        self.store
+            .read(group)
+            .map(|v| v.state().applied_index)
+            .unwrap_or(0)
+    }
+
+    fn apply(&mut self, group: GroupId, entries: &[Entry]) -> Result<Vec<Output>, String> {
+        let converted: Vec<Vec<u8>> = entries
+            .iter()
+            .map(|e| match e.get_entry_type() {
+                EntryType::EntryNormal => e.data.to_vec(),
+                _ => member_change(e)
+                    .map(|c| {
+                        let request = mango_proto::mangopb::raft_request::Request::MemberChange(c);
+                        RaftRequest {
+                            id: 0,
+                            request: Some(request),
+                        }
+                        .encode_to_vec()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let batch: Vec<ApplyEntry<'_>> = entries
+            .iter()
+            .zip(&converted)
+            .map(|(e, data)| ApplyEntry {
+                index: e.index,
+                term: e.term,
+                data,
+            })
+            .collect();
+        let applied = self.store.apply(group, &batch).map_err(|e| e.to_string())?;
+        let mut compacted = false;
+        let mut by_index = applied.into_iter().peekable();
+        let mut outputs = Vec::with_capacity(entries.len());
+        for e in entries {
+            match by_index.peek() {
+                Some(a) if a.index == e.index => {
+                    let a = by_index
+                        .next()
+                        .map(|a| a.result)
+                        .unwrap_or(Ok(Response::Empty));
+                    compacted |= matches!(a, Ok(Response::Compaction(_)));
+                    outputs.push(a);
+                }
+                // Already applied before a restart: nobody waits for it.
+                _ => outputs.push(Ok(Response::Empty)),
+            }
+        }
+        if compacted {
+            let _ = self.compactor.try_send(());
+        }
+        self.maybe_compact_log(group)?;
+        Ok(outputs)
+    }
+
+    fn restore(&mut self, group: GroupId, snapshot: &Snapshot) -> Result<(), String> {
+        let index = snapshot.get_metadata().get_index();
+        let path = self.staging.path(group, index);
+        let mut file = std::fs::File::open(&path)
+            .map_err(|e| format!("opening staged snapshot {}: {e}", path.display()))?;
+        let state = self
+            .store
+            .install_snapshot(group, &mut std::io::BufReader::new(&mut file))
+            .map_err(|e| format!("installing snapshot {}: {e}", path.display()))?;
+        if state.applied_index != index {
+            return Err(format!(
+                "snapshot data is at {}, its message says {index}",
+                state.applied_index
+            ));
+        }
+        let _ = std::fs::remove_file(&path);
+        tracing::info!(group, index, "installed a snapshot from the leader");
+        Ok(())
+    }
+}
+
+impl StoreMachine {
+    /// Every `snapshot_count` applied entries: make the store durable, then drop the Raft log
+    /// up to `CATCH_UP_ENTRIES` behind the applied index.
+    fn maybe_compact_log(&mut self, group: GroupId) -> Result<(), String> {
+        let applied = self.applied_index(group);
+        let storage = self.log.group_storage(group);
+        let first = storage.first_index().map_err(|e| e.to_string())?;
+        if applied < first + self.snapshot_count + CATCH_UP_ENTRIES {
+            return Ok(());
+        }
+        self.store.sync(group).map_err(|e| e.to_string())?;
+        let to = applied - CATCH_UP_ENTRIES;
+        if let Err(e) = self.log.compact(group, to) {
+            tracing::warn!(group, to, error = %e, "raft log compaction skipped");
+        }
+        Ok(())
+    }
+}
+
+/// Where incoming snapshots are staged.
+#[derive(Clone, Debug)]
+pub struct Staging(pub PathBuf);
+
+impl Staging {
+    fn path(&self, group: GroupId, index: u64) -> PathBuf {
+        self.0.join(format!("{group}-{index}.snap"))
+    }
+}
+
+impl SnapshotSink for Staging {
+    fn staging_path(&self, group: GroupId, index: u64) -> PathBuf {
+        self.path(group, index)
+    }
+}
+
+/// Snapshots for Raft: metadata from the store's applied state, bytes streamed from a view.
+pub struct StoreSnapshots {
+    /// The state.
+    pub store: Arc<Store>,
+    /// The Raft log, for the configuration as of the applied index.
+    pub log: LogStore,
+}
+
+/// Bytes per snapshot chunk on the wire.
+const CHUNK: usize = 1 << 20;
+
+impl SnapshotProvider for StoreSnapshots {
+    fn snapshot(&self, group: u64, request_index: u64, _to: u64) -> Option<Snapshot> {
+        let state = self.store.read(group).ok()?.state();
+        if state.applied_index < request_index || state.applied_index == 0 {
+            return None;
+        }
+        let mut snap = Snapshot::default();
+        let meta = snap.mut_metadata();
+        meta.set_index(state.applied_index);
+        meta.set_term(state.applied_term);
+        meta.set_conf_state(self.log.conf_state(group).ok()?);
+        Some(snap)
+    }
+}
+
+impl SnapshotSource for StoreSnapshots {
+    fn chunks(&self, group: GroupId, snapshot: &Snapshot) -> Result<SnapshotChunks, String> {
+        let mut reader = self
+            .store
+            .snapshot_reader(group)
+            .map_err(|e| e.to_string())?;
+        let index = snapshot.get_metadata().get_index();
+        if reader.state().applied_index != index {
+            return Err(format!(
+                "the store moved on to {} since the snapshot at {index} was taken",
+                reader.state().applied_index
+            ));
+        }
+        Ok(Box::new(std::iter::from_fn(move || {
+            match reader.next_chunk(CHUNK) {
+                Ok(Some(chunk)) => Some(Ok(chunk)),
+                Ok(None) => None,
+                Err(e) => Some(Err(e.to_string())),
+            }
+        })))
+    }
+}

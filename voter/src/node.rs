@@ -1,0 +1,350 @@
+//! [`VoterNode`]: the etcd services' view of a voter, over the Raft handle and the store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use mango_api::{EtcdNode, NodeError, NodeStatus};
+use mango_consensus::node::{RaftError, RaftHandle};
+use mango_consensus::transport::PeerUrls;
+use mango_proto::etcdserverpb::{AlarmMember, AlarmType, Member, ResponseHeader};
+use mango_proto::mangopb::member_change::Kind;
+use mango_proto::mangopb::raft_request::Request;
+use mango_proto::mangopb::{MemberChange, MemberInfo, RaftRequest};
+use mango_store::backend::redb::RedbSnapshot;
+use mango_store::{ReadView, Response, SnapshotReader, Store};
+use prost::Message as _;
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+
+use crate::machine::Output;
+
+/// The group etcd's API is served from (the whole key space).
+const GROUP: u64 = 0;
+
+/// A voter as the etcd services see it.
+pub struct VoterNode {
+    /// The Raft loop.
+    pub raft: RaftHandle<Output>,
+    /// The state machine's store.
+    pub store: Arc<Store>,
+    /// This member's id.
+    pub member_id: u64,
+    /// The cluster's id.
+    pub cluster_id: u64,
+    /// The cluster token (for new members' ids).
+    pub token: String,
+    /// Where peers are, for the transport.
+    pub peers: PeerUrls,
+    /// How long a request may wait for Raft.
+    pub request_timeout: Duration,
+    /// Backend size that raises NOSPACE.
+    pub quota_bytes: u64,
+    /// Whether the NOSPACE alarm is raised.
+    pub nospace: AtomicBool,
+}
+
+fn raft_error(e: RaftError) -> NodeError {
+    match e {
+        RaftError::NoLeader => NodeError::NoLeader,
+        RaftError::LeaderChanged => NodeError::LeaderChanged,
+        RaftError::Dropped => NodeError::LeaderChanged,
+        RaftError::Stopped => NodeError::Stopped,
+        other => NodeError::Other(other.to_string()),
+    }
+}
+
+fn backend(e: mango_store::BackendError) -> NodeError {
+    NodeError::Other(e.to_string())
+}
+
+fn member(m: MemberInfo) -> Member {
+    Member {
+        id: m.id,
+        name: m.name,
+        peer_ur_ls: m.peer_urls,
+        client_ur_ls: m.client_urls,
+        is_learner: m.is_learner,
+    }
+}
+
+impl VoterNode {
+    async fn timed<T>(
+        &self,
+        f: impl Future<Output = Result<T, RaftError>>,
+    ) -> Result<T, NodeError> {
+        tokio::time::timeout(self.request_timeout, f)
+            .await
+            .map_err(|_| NodeError::Timeout)?
+            .map_err(raft_error)
+    }
+
+    fn infos(&self) -> Vec<MemberInfo> {
+        self.store
+            .read(GROUP)
+            .and_then(|v| v.members())
+            .unwrap_or_default()
+    }
+
+    async fn change(
+        &self,
+        change_type: ConfChangeType,
+        id: u64,
+        change: MemberChange,
+    ) -> Result<(), NodeError> {
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(change_type);
+        single.set_node_id(id);
+        let mut cc = ConfChangeV2::default();
+        cc.set_changes(vec![single].into());
+        cc.set_context(change.encode_to_vec().into());
+        self.timed(self.raft.conf_change(GROUP, cc))
+            .await?
+            .map_err(NodeError::Store)?;
+        Ok(())
+    }
+
+    fn check_quota(&self) -> Result<(), NodeError> {
+        if self.nospace.load(Ordering::Relaxed) {
+            return Err(NodeError::NoSpace);
+        }
+        let size = self.store.size().map_err(backend)?;
+        if size.file_bytes > self.quota_bytes && size.in_use_bytes > self.quota_bytes {
+            self.nospace.store(true, Ordering::Relaxed);
+            return Err(NodeError::NoSpace);
+        }
+        Ok(())
+    }
+}
+
+impl EtcdNode for VoterNode {
+    fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision,
+            raft_term: self.raft.status(GROUP).map(|s| s.term).unwrap_or(0),
+        }
+    }
+
+    fn read_view(&self) -> Result<Arc<ReadView<RedbSnapshot>>, NodeError> {
+        self.store.read(GROUP).map_err(backend)
+    }
+
+    async fn linearizable_view(&self) -> Result<Arc<ReadView<RedbSnapshot>>, NodeError> {
+        let index = self.timed(self.raft.read_index(GROUP)).await?;
+        self.timed(self.raft.wait_applied(GROUP, index)).await?;
+        self.read_view()
+    }
+
+    async fn propose(&self, request: Request) -> Result<Response, NodeError> {
+        if !matches!(request, Request::Compaction(_) | Request::DeleteRange(_)) {
+            self.check_quota()?;
+        }
+        let data = RaftRequest {
+            id: 0,
+            request: Some(request),
+        }
+        .encode_to_vec();
+        self.timed(self.raft.propose(GROUP, data))
+            .await?
+            .map_err(NodeError::Store)
+    }
+
+    async fn wait_compacted(&self) -> Result<(), NodeError> {
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        loop {
+            let state = self.read_view()?.state();
+            if state.compacted_through > state.compact_revision {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(NodeError::Timeout);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn members(&self) -> Vec<Member> {
+        self.infos().into_iter().map(member).collect()
+    }
+
+    async fn member_add(
+        &self,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> Result<Member, NodeError> {
+        let infos = self.infos();
+        if infos
+            .iter()
+            .any(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u)))
+        {
+            return Err(NodeError::PeerUrlExists);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos().to_string())
+            .unwrap_or_default();
+        let id = crate::config::member_id(&peer_urls, &self.token, &now);
+        let info = MemberInfo {
+            id,
+            name: String::new(),
+            peer_urls: peer_urls.clone(),
+            client_urls: vec![],
+            is_learner,
+        };
+        if let Some(url) = peer_urls.first() {
+            self.peers.set(id, url.clone());
+        }
+        let kind = if is_learner {
+            ConfChangeType::AddLearnerNode
+        } else {
+            ConfChangeType::AddNode
+        };
+        let change = MemberChange {
+            kind: Kind::Add as i32,
+            member: Some(info.clone()),
+        };
+        self.change(kind, id, change).await?;
+        Ok(member(info))
+    }
+
+    async fn member_remove(&self, id: u64) -> Result<(), NodeError> {
+        if !self.infos().iter().any(|m| m.id == id) {
+            return Err(NodeError::MemberNotFound);
+        }
+        let info = MemberInfo {
+            id,
+            ..Default::default()
+        };
+        let change = MemberChange {
+            kind: Kind::Remove as i32,
+            member: Some(info),
+        };
+        self.change(ConfChangeType::RemoveNode, id, change).await?;
+        self.peers.remove(id);
+        Ok(())
+    }
+
+    async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<(), NodeError> {
+        let infos = self.infos();
+        if !infos.iter().any(|m| m.id == id) {
+            return Err(NodeError::MemberNotFound);
+        }
+        if infos
+            .iter()
+            .any(|m| m.id != id && m.peer_urls.iter().any(|u| peer_urls.contains(u)))
+        {
+            return Err(NodeError::PeerUrlExists);
+        }
+        if let Some(url) = peer_urls.first() {
+            self.peers.set(id, url.clone());
+        }
+        let info = MemberInfo {
+            id,
+            peer_urls,
+            ..Default::default()
+        };
+        let change = MemberChange {
+            kind: Kind::Update as i32,
+            member: Some(info),
+        };
+        self.propose(Request::MemberChange(change))
+            .await
+            .map(|_| ())
+    }
+
+    async fn member_promote(&self, id: u64) -> Result<(), NodeError> {
+        let Some(info) = self.infos().into_iter().find(|m| m.id == id) else {
+            return Err(NodeError::MemberNotFound);
+        };
+        if !info.is_learner {
+            return Err(NodeError::NotLearner);
+        }
+        let status = self.raft.status(GROUP).map_err(raft_error)?;
+        if status.leader != self.member_id {
+            return Err(NodeError::NotLeader);
+        }
+        let change = MemberChange {
+            kind: Kind::Promote as i32,
+            member: Some(info),
+        };
+        self.change(ConfChangeType::AddNode, id, change).await
+    }
+
+    fn status(&self) -> NodeStatus {
+        let raft = self.raft.status(GROUP).unwrap_or_default();
+        let size = self.store.size().unwrap_or_default();
+        let mut errors = Vec::new();
+        if self.nospace.load(Ordering::Relaxed) {
+            errors.push(
+                "memberID:".to_string() + &format!("{:x}", self.member_id) + " alarm:NOSPACE ",
+            );
+        }
+        NodeStatus {
+            leader: raft.leader,
+            raft_index: raft.commit,
+            raft_term: raft.term,
+            raft_applied_index: raft.applied,
+            db_size: size.file_bytes as i64,
+            db_size_in_use: size.in_use_bytes as i64,
+            is_learner: raft.learners.contains(&self.member_id),
+            errors,
+        }
+    }
+
+    async fn defragment(&self) -> Result<(), NodeError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.defragment())
+            .await
+            .map_err(|e| NodeError::Other(e.to_string()))?
+            .map_err(backend)
+    }
+
+    async fn move_leader(&self, target: u64) -> Result<(), NodeError> {
+        let status = self.raft.status(GROUP).map_err(raft_error)?;
+        if status.leader != self.member_id {
+            return Err(NodeError::NotLeader);
+        }
+        if !status.voters.contains(&target) {
+            return Err(NodeError::BadLeaderTransferee);
+        }
+        self.raft
+            .transfer_leader(GROUP, target)
+            .map_err(raft_error)?;
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self
+                .raft
+                .status(GROUP)
+                .map(|s| s.leader == target)
+                .unwrap_or(false)
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(NodeError::Timeout)
+    }
+
+    fn alarms(&self) -> Vec<AlarmMember> {
+        if self.nospace.load(Ordering::Relaxed) {
+            vec![AlarmMember {
+                member_id: self.member_id,
+                alarm: AlarmType::Nospace as i32,
+            }]
+        } else {
+            vec![]
+        }
+    }
+
+    fn snapshot(&self) -> Result<SnapshotReader<RedbSnapshot>, NodeError> {
+        self.store.snapshot_reader(GROUP).map_err(backend)
+    }
+
+    async fn disarm(&self, alarm: AlarmMember) -> Result<(), NodeError> {
+        if alarm.alarm == AlarmType::Nospace as i32 || alarm.alarm == AlarmType::None as i32 {
+            self.nospace.store(false, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}

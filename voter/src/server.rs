@@ -1,0 +1,263 @@
+//! Startup and shutdown of a voter: open the log and the store, start Raft, the peer service
+//! and the client services; on shutdown hand leadership away first.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mango_api::ApiConfig;
+use mango_consensus::node::{self, GroupBootstrap, NodeConfig};
+use mango_consensus::transport::{GrpcTransport, PeerService, PeerUrls};
+use mango_consensus::{LogStore, LogStoreConfig};
+use mango_proto::mangopb::MemberInfo;
+use mango_proto::mangopb::peer_server::PeerServer;
+use mango_store::{Store, StoreOptions};
+
+use crate::config::{Config, cluster_id, member_id};
+use crate::machine::{Staging, StoreMachine, StoreSnapshots};
+use crate::node::VoterNode;
+
+/// Turns `http://host:port` into a socket address to bind.
+fn bind_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    let host_port = host_port.replace("localhost", "127.0.0.1");
+    host_port
+        .parse()
+        .with_context(|| format!("cannot listen on {url:?}: expected http://ip:port"))
+}
+
+/// Physical compaction in small steps whenever a Compaction was applied.
+fn spawn_compactor(store: Arc<Store>) -> std::sync::mpsc::SyncSender<()> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+    std::thread::Builder::new()
+        .name("compactor".into())
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                loop {
+                    match store.compact_step(0, 1000) {
+                        Ok(step) if step.more => std::thread::sleep(Duration::from_millis(1)),
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::error!(error = %e, "physical compaction failed");
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+        .ok();
+    tx
+}
+
+/// Runs a voter until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let logger = crate::logging::init();
+    let data_dir = config.data_dir();
+    let member_dir = data_dir.join("member");
+    let staging = member_dir.join("snap");
+    std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
+
+    let initial = config.initial_members()?;
+    let token = config.initial_cluster_token.clone();
+    let ids: Vec<u64> = initial
+        .iter()
+        .map(|m| member_id(&m.peer_urls, &token, ""))
+        .collect();
+    let me = initial
+        .iter()
+        .position(|m| m.name == config.name)
+        .context("this member is not in --initial-cluster")?;
+    let my_id = ids[me];
+    let cluster = cluster_id(&ids, &token);
+    let joining = config.joining()?;
+
+    let log = LogStore::open(LogStoreConfig::new(member_dir.join("raft")))
+        .context("opening the raft log")?;
+    let store = Arc::new(
+        Store::open_path(
+            member_dir.join("db"),
+            StoreOptions {
+                durable_apply: false,
+            },
+        )
+        .context("opening the store")?,
+    );
+    let infos: Vec<MemberInfo> = initial
+        .iter()
+        .zip(&ids)
+        .map(|(m, &id)| MemberInfo {
+            id,
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
+            client_urls: if id == my_id {
+                config.client_advertise()
+            } else {
+                vec![]
+            },
+            is_learner: false,
+        })
+        .collect();
+    store
+        .bootstrap_members(0, &infos)
+        .context("recording the initial members")?;
+
+    let peers = PeerUrls::default();
+    for m in store.read(0)?.members()? {
+        if let Some(url) = m.peer_urls.first() {
+            peers.set(m.id, url.clone());
+        }
+    }
+    for m in &infos {
+        if peers.get(m.id).is_none()
+            && let Some(url) = m.peer_urls.first()
+        {
+            peers.set(m.id, url.clone());
+        }
+    }
+
+    let snapshots = Arc::new(StoreSnapshots {
+        store: store.clone(),
+        log: log.clone(),
+    });
+    let machine = StoreMachine {
+        store: store.clone(),
+        log: log.clone(),
+        snapshot_count: config.snapshot_count.max(1),
+        staging: Staging(staging.clone()),
+        compactor: spawn_compactor(store.clone()),
+    };
+    let node_config = NodeConfig {
+        id: my_id,
+        tick: config.tick(),
+        election_ticks: config.election_ticks(),
+        ..Default::default()
+    };
+    let boot = GroupBootstrap {
+        group: 0,
+        initial_voters: if joining { vec![] } else { ids.clone() },
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let transport_peers = peers.clone();
+    let source = snapshots.clone();
+    let (raft, raft_thread) = node::start(
+        node_config,
+        log,
+        vec![boot],
+        machine,
+        move |handle| GrpcTransport::new(transport_peers, runtime, handle, source),
+        Some(snapshots),
+        logger,
+    )
+    .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
+
+    let voter = Arc::new(VoterNode {
+        raft: raft.clone(),
+        store: store.clone(),
+        member_id: my_id,
+        cluster_id: cluster,
+        token,
+        peers,
+        request_timeout: Duration::from_secs(7)
+            .max(Duration::from_millis(config.election_timeout * 3)),
+        quota_bytes: config.quota_backend_bytes,
+        nospace: AtomicBool::new(false),
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    for url in config.peer_listen() {
+        let addr = bind_addr(&url)?;
+        let service = PeerServer::new(PeerService::new(
+            raft.clone(),
+            Arc::new(Staging(staging.clone())),
+        ))
+        .max_decoding_message_size(64 << 20);
+        let mut stop = stop_rx.clone();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {url}"))?;
+        servers.push(tokio::spawn(
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(service)
+                .serve_with_incoming_shutdown(tokio_stream_listener(listener), async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                }),
+        ));
+    }
+    let api = ApiConfig {
+        max_request_bytes: config.max_request_bytes,
+        ..Default::default()
+    };
+    for url in config.client_listen() {
+        let addr = bind_addr(&url)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {url}"))?;
+        let (router, _health) = mango_api::router(voter.clone(), &api);
+        let mut stop = stop_rx.clone();
+        servers.push(tokio::spawn(router.serve_with_incoming_shutdown(
+            tokio_stream_listener(listener),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        )));
+    }
+    tracing::info!(
+        name = %config.name,
+        member_id = %format!("{my_id:x}"),
+        cluster_id = %format!("{cluster:x}"),
+        clients = ?config.client_advertise(),
+        peers = ?config.peer_advertise(),
+        "mango-voter serving"
+    );
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    hand_off_leadership(&voter).await;
+    let _ = stop_tx.send(true);
+    for s in servers {
+        let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
+    }
+    raft.stop();
+    let _ = tokio::task::spawn_blocking(move || raft_thread.join()).await;
+    store.sync(0).context("syncing the store")?;
+    Ok(())
+}
+
+/// If this voter leads, asks the most caught-up other voter to take over and waits briefly.
+async fn hand_off_leadership(voter: &VoterNode) {
+    let Ok(status) = voter.raft.status(0) else {
+        return;
+    };
+    if status.leader != voter.member_id {
+        return;
+    }
+    let Some(&target) = status.voters.iter().find(|&&v| v != voter.member_id) else {
+        return;
+    };
+    if voter.raft.transfer_leader(0, target).is_err() {
+        return;
+    }
+    for _ in 0..100 {
+        if voter
+            .raft
+            .status(0)
+            .map(|s| s.leader != voter.member_id && s.leader != 0)
+            .unwrap_or(true)
+        {
+            tracing::info!(to = %format!("{target:x}"), "handed leadership over");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn tokio_stream_listener(
+    listener: tokio::net::TcpListener,
+) -> tokio_stream::wrappers::TcpListenerStream {
+    tokio_stream::wrappers::TcpListenerStream::new(listener)
+}
