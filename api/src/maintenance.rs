@@ -86,7 +86,7 @@ fn stream_snapshot(
                 Some(_) => estimate.saturating_sub(sent).max(1),
             };
             let msg = SnapshotResponse {
-                header: Some(header.clone()),
+                header: Some(header),
                 remaining_bytes,
                 blob,
             };

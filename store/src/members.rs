@@ -71,7 +71,11 @@ pub(crate) fn apply(
             None
         }
         (Kind::Update, Some(mut m)) => {
-            m.peer_urls = member.peer_urls.clone();
+            // An update names what changes: empty fields stay as they are (a member publishing
+            // its name and client URLs at startup sends no peer URLs).
+            if !member.peer_urls.is_empty() {
+                m.peer_urls = member.peer_urls.clone();
+            }
             if !member.name.is_empty() {
                 m.name = member.name.clone();
             }

@@ -190,7 +190,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     let api = ApiConfig {
         max_request_bytes: config.max_request_bytes,
-        ..Default::default()
     };
     for url in config.client_listen() {
         let addr = bind_addr(&url)?;
@@ -206,6 +205,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             },
         )));
     }
+    tokio::spawn(publish_attributes(
+        voter.clone(),
+        config.name.clone(),
+        config.client_advertise(),
+    ));
     tracing::info!(
         name = %config.name,
         member_id = %format!("{my_id:x}"),
@@ -226,6 +230,32 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let _ = tokio::task::spawn_blocking(move || raft_thread.join()).await;
     store.sync(0).context("syncing the store")?;
     Ok(())
+}
+
+/// Records this member's name and client URLs in the replicated member registry (as etcd's
+/// `publish`), retrying until a leader accepts it.
+async fn publish_attributes(voter: Arc<VoterNode>, name: String, client_urls: Vec<String>) {
+    use mango_api::EtcdNode as _;
+    use mango_proto::mangopb::member_change::Kind;
+    use mango_proto::mangopb::raft_request::Request;
+    let member = MemberInfo {
+        id: voter.member_id,
+        name,
+        client_urls,
+        ..Default::default()
+    };
+    let change = mango_proto::mangopb::MemberChange {
+        kind: Kind::Update as i32,
+        member: Some(member),
+    };
+    for _ in 0..600 {
+        match voter.propose(Request::MemberChange(change.clone())).await {
+            Ok(_) => return,
+            Err(e) => tracing::debug!(error = %e, "publishing member attributes, will retry"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::warn!("could not publish this member's client URLs");
 }
 
 /// If this voter leads, asks the most caught-up other voter to take over and waits briefly.
