@@ -62,44 +62,45 @@ fn alarms_of_type(alarms: Vec<AlarmMember>, alarm: i32) -> Vec<AlarmMember> {
 /// Streams `reader` into `tx` in chunks; runs on a blocking thread, since each chunk reads
 /// the backend. The last message has `remaining_bytes` 0; before it, `remaining_bytes` is an
 /// estimate from `estimate` (the backend's bytes in use), never 0.
+/// Streams the store's snapshot the way etcd streams its database file, so `etcdctl snapshot
+/// save` accepts it: the data, zero padding to a multiple of 512 bytes, then the SHA-256 of
+/// everything before it as the last message (etcdctl checks `size % 512 == 32`).
 fn stream_snapshot(
     mut reader: SnapshotReader<RedbSnapshot>,
     estimate: u64,
     header: ResponseHeader,
     tx: mpsc::Sender<Result<SnapshotResponse, Status>>,
 ) {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
     let mut sent = 0u64;
-    let mut pending: Option<Vec<u8>> = None;
+    let send = |blob: Vec<u8>, remaining_bytes: u64| {
+        tx.blocking_send(Ok(SnapshotResponse { header: Some(header), remaining_bytes, blob }))
+            .is_ok()
+    };
     loop {
-        let next = match reader.next_chunk(SNAPSHOT_CHUNK_BYTES) {
-            Ok(next) => next,
+        let chunk = match reader.next_chunk(SNAPSHOT_CHUNK_BYTES) {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
             Err(e) => {
                 // Nobody to tell if the client left; the stream just ends.
                 let _ = tx.blocking_send(Err(store_status(e.into())));
                 return;
             }
         };
-        if let Some(blob) = pending.take() {
-            sent += blob.len() as u64;
-            let remaining_bytes = match next {
-                None => 0,
-                Some(_) => estimate.saturating_sub(sent).max(1),
-            };
-            let msg = SnapshotResponse {
-                header: Some(header),
-                remaining_bytes,
-                blob,
-            };
-            if tx.blocking_send(Ok(msg)).is_err() {
-                // The client went away: stop reading and release the view.
-                return;
-            }
-        }
-        match next {
-            Some(chunk) => pending = Some(chunk),
-            None => return,
+        sent += chunk.len() as u64;
+        hash.update(&chunk);
+        // The client went away: stop reading and release the view.
+        if !send(chunk, estimate.saturating_sub(sent).max(1)) {
+            return;
         }
     }
+    let padding = vec![0u8; ((512 - sent % 512) % 512) as usize];
+    hash.update(&padding);
+    if !padding.is_empty() && !send(padding, 32) {
+        return;
+    }
+    let _ = send(hash.finalize().to_vec(), 0);
 }
 
 #[tonic::async_trait]
