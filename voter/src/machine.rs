@@ -17,10 +17,6 @@ use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Snapshot};
 /// What applying one entry answered.
 pub type Output = Result<Response, StoreError>;
 
-/// Entries kept in the Raft log behind the applied index after a compaction, so a follower a
-/// little behind catches up from the log rather than by snapshot (etcd keeps 5,000).
-const CATCH_UP_ENTRIES: u64 = 5_000;
-
 /// The store as Raft's state machine.
 pub struct StoreMachine {
     /// The state.
@@ -29,6 +25,9 @@ pub struct StoreMachine {
     pub log: LogStore,
     /// Applied entries between log compactions.
     pub snapshot_count: u64,
+    /// Entries kept in the Raft log behind the applied index after a compaction, so a follower
+    /// a little behind catches up from the log rather than by snapshot.
+    pub catch_up_entries: u64,
     /// Where staged incoming snapshots are.
     pub staging: Staging,
     /// Wakes the physical-compaction thread after a Compaction applied.
@@ -130,16 +129,16 @@ impl StateMachine for StoreMachine {
 
 impl StoreMachine {
     /// Every `snapshot_count` applied entries: make the store durable, then drop the Raft log
-    /// up to `CATCH_UP_ENTRIES` behind the applied index.
+    /// up to `catch_up_entries` behind the applied index.
     fn maybe_compact_log(&mut self, group: GroupId) -> Result<(), String> {
         let applied = self.applied_index(group);
         let storage = self.log.group_storage(group);
         let first = storage.first_index().map_err(|e| e.to_string())?;
-        if applied < first + self.snapshot_count + CATCH_UP_ENTRIES {
+        if applied < first + self.snapshot_count + self.catch_up_entries {
             return Ok(());
         }
         self.store.sync(group).map_err(|e| e.to_string())?;
-        let to = applied - CATCH_UP_ENTRIES;
+        let to = applied - self.catch_up_entries;
         if let Err(e) = self.log.compact(group, to) {
             tracing::warn!(group, to, error = %e, "raft log compaction skipped");
         }

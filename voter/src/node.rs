@@ -180,11 +180,9 @@ impl EtcdNode for VoterNode {
         {
             return Err(NodeError::PeerUrlExists);
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos().to_string())
-            .unwrap_or_default();
-        let id = crate::config::member_id(&peer_urls, &self.token, &now);
+        // The same id the new member computes from its own peer URLs when it starts with
+        // --initial-cluster-state existing.
+        let id = crate::config::member_id(&peer_urls, &self.token);
         let info = MemberInfo {
             id,
             name: String::new(),

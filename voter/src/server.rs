@@ -64,7 +64,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let token = config.initial_cluster_token.clone();
     let ids: Vec<u64> = initial
         .iter()
-        .map(|m| member_id(&m.peer_urls, &token, ""))
+        .map(|m| member_id(&m.peer_urls, &token))
         .collect();
     let me = initial
         .iter()
@@ -126,6 +126,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         store: store.clone(),
         log: log.clone(),
         snapshot_count: config.snapshot_count.max(1),
+        catch_up_entries: config.snapshot_catchup_entries,
         staging: Staging(staging.clone()),
         compactor: spawn_compactor(store.clone()),
     };
