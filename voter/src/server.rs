@@ -143,12 +143,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let runtime = tokio::runtime::Handle::current();
     let transport_peers = peers.clone();
     let source = snapshots.clone();
+    let local_ip = config
+        .peer_advertise()
+        .first()
+        .and_then(|u| bind_addr(u).ok())
+        .map(|a| a.ip());
     let (raft, raft_thread) = node::start(
         node_config,
         log,
         vec![boot],
         machine,
-        move |handle| GrpcTransport::new(transport_peers, runtime, handle, source),
+        move |handle| GrpcTransport::new(transport_peers, local_ip, runtime, handle, source),
         Some(snapshots),
         logger,
     )

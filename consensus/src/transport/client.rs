@@ -1,6 +1,7 @@
 //! The sending side: a queue and a task per peer, so the Raft thread never waits on a peer.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -48,6 +49,9 @@ impl PeerUrls {
 /// [`Transport`] over the `mangopb.Peer` gRPC service.
 pub struct GrpcTransport<O> {
     urls: PeerUrls,
+    /// The address outgoing peer connections come from (this node's advertised peer IP), so
+    /// peers and firewalls see traffic from where the node says it is.
+    local_ip: Option<IpAddr>,
     queues: HashMap<u64, mpsc::Sender<Vec<u8>>>,
     runtime: tokio::runtime::Handle,
     handle: RaftHandle<O>,
@@ -58,12 +62,14 @@ impl<O: Send + 'static> GrpcTransport<O> {
     /// A transport spawning its tasks on `runtime`, reporting unreachable peers to `handle`.
     pub fn new(
         urls: PeerUrls,
+        local_ip: Option<IpAddr>,
         runtime: tokio::runtime::Handle,
         handle: RaftHandle<O>,
         snapshots: Arc<dyn SnapshotSource>,
     ) -> Self {
         Self {
             urls,
+            local_ip,
             queues: HashMap::new(),
             runtime,
             handle,
@@ -76,7 +82,7 @@ impl<O: Send + 'static> GrpcTransport<O> {
             let url = self.urls.get(to)?;
             let (tx, rx) = mpsc::channel(QUEUE);
             self.runtime
-                .spawn(peer_stream(to, url, rx, self.urls.clone()));
+                .spawn(peer_stream(to, url, self.local_ip, rx, self.urls.clone()));
             self.queues.insert(to, tx);
         }
         self.queues.get(&to)
@@ -92,8 +98,9 @@ impl<O: Send + 'static> GrpcTransport<O> {
             return;
         };
         let handle = self.handle.clone();
+        let local_ip = self.local_ip;
         self.runtime.spawn(async move {
-            let ok = match send_snapshot(url, group, msg, chunks).await {
+            let ok = match send_snapshot(url, local_ip, group, msg, chunks).await {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!(peer = to, group, error = %e, "sending a snapshot failed");
@@ -127,9 +134,10 @@ impl<O: Send + 'static> Transport for GrpcTransport<O> {
     }
 }
 
-async fn connect(url: &str) -> Result<Channel, String> {
+async fn connect(url: &str, local_ip: Option<IpAddr>) -> Result<Channel, String> {
     Endpoint::from_shared(url.to_string())
         .map_err(|e| e.to_string())?
+        .local_address(local_ip)
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
         .connect()
@@ -139,10 +147,16 @@ async fn connect(url: &str) -> Result<Channel, String> {
 
 /// Keeps one client stream open to a peer and feeds it batches from the queue, reconnecting
 /// with backoff; while disconnected, queued messages are dropped.
-async fn peer_stream(to: u64, mut url: String, mut rx: mpsc::Receiver<Vec<u8>>, urls: PeerUrls) {
+async fn peer_stream(
+    to: u64,
+    mut url: String,
+    local_ip: Option<IpAddr>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    urls: PeerUrls,
+) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let channel = match connect(&url).await {
+        let channel = match connect(&url, local_ip).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(peer = to, %url, error = %e, "peer unreachable");
@@ -186,12 +200,14 @@ async fn peer_stream(to: u64, mut url: String, mut rx: mpsc::Receiver<Vec<u8>>, 
 
 async fn send_snapshot(
     url: String,
+    local_ip: Option<IpAddr>,
     group: GroupId,
     msg: Message,
     chunks: super::SnapshotChunks,
 ) -> Result<(), String> {
     let message = msg.write_to_bytes().map_err(|e| e.to_string())?;
-    let mut client = PeerClient::new(connect(&url).await?).max_encoding_message_size(usize::MAX);
+    let mut client =
+        PeerClient::new(connect(&url, local_ip).await?).max_encoding_message_size(usize::MAX);
     let (tx, rx) = mpsc::channel::<SnapshotChunk>(2);
     let producer = tokio::task::spawn_blocking(move || {
         let first = SnapshotChunk {

@@ -1,0 +1,112 @@
+//! A partition: the leader's peer traffic is cut (iptables on per-voter loopback addresses).
+//! The majority elects a new leader and keeps taking writes; the isolated voter takes none;
+//! after healing, everyone converges and no acknowledged write is lost.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::Cluster;
+use harness::netfault::Partition;
+
+#[test]
+fn isolated_leader_is_replaced_and_the_partition_heals_without_losing_writes() {
+    assert!(
+        Partition::available(),
+        "this test needs iptables (root): apt-get install iptables"
+    );
+    let c = Cluster::start_hosts(3, &[], true);
+    for i in 0..20 {
+        c.etcdctl(&["put", &format!("before/{i:02}"), "v"]);
+    }
+    let old = c.wait_leader(Duration::from_secs(10));
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let peers: Vec<(String, u16)> = others
+        .iter()
+        .map(|&i| (c.voters[i].host.clone(), c.voters[i].peer_port))
+        .collect();
+    let cut = Partition::isolate(&c.voters[old].host, c.voters[old].peer_port, &peers);
+
+    // The majority elects a new leader.
+    let majority = others
+        .iter()
+        .map(|&i| c.voters[i].endpoint())
+        .collect::<Vec<_>>()
+        .join(",");
+    let started = Instant::now();
+    let new_leader = loop {
+        let leaders: Vec<u64> = others
+            .iter()
+            .filter_map(|&i| c.status(i))
+            .filter_map(|s| s["leader"].as_u64())
+            .collect();
+        let old_id = c
+            .status(old)
+            .and_then(|s| s["header"]["member_id"].as_u64());
+        if leaders.len() == 2
+            && leaders[0] == leaders[1]
+            && leaders[0] != 0
+            && Some(leaders[0]) != old_id
+        {
+            break leaders[0];
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no new leader in the majority"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_ne!(new_leader, 0);
+    // Writes to the majority succeed.
+    for i in 0..20 {
+        let out = Cluster::etcdctl_at(&majority, &["put", &format!("during/{i:02}"), "v"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The isolated voter cannot commit anything.
+    let isolated = c.voters[old].endpoint();
+    let out = Cluster::etcdctl_at(&isolated, &["--command-timeout=3s", "put", "isolated", "x"]);
+    assert!(
+        !out.status.success(),
+        "a write on the isolated side succeeded"
+    );
+
+    cut.heal();
+    // Everyone converges: the old leader serves the majority's writes locally.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Cluster::etcdctl_at(
+            &isolated,
+            &[
+                "get",
+                "during/",
+                "--prefix",
+                "--consistency=s",
+                "--limit=1",
+                "-w",
+                "json",
+            ],
+        );
+        let count = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["count"].as_u64());
+        if count == Some(20) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old leader did not catch up: {count:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let all = c.etcdctl(&["get", "", "--from-key", "--keys-only"]);
+    assert_eq!(all.lines().filter(|l| !l.is_empty()).count(), 40, "{all}");
+    assert!(
+        !all.contains("isolated"),
+        "the refused write must not appear"
+    );
+}
