@@ -75,8 +75,12 @@ fn stream_snapshot(
     let mut hash = sha2::Sha256::new();
     let mut sent = 0u64;
     let send = |blob: Vec<u8>, remaining_bytes: u64| {
-        tx.blocking_send(Ok(SnapshotResponse { header: Some(header), remaining_bytes, blob }))
-            .is_ok()
+        tx.blocking_send(Ok(SnapshotResponse {
+            header: Some(header),
+            remaining_bytes,
+            blob,
+        }))
+        .is_ok()
     };
     loop {
         let chunk = match reader.next_chunk(SNAPSHOT_CHUNK_BYTES) {

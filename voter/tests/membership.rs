@@ -9,19 +9,31 @@ use std::time::{Duration, Instant};
 use harness::Cluster;
 
 fn put_many(endpoints: &str, n: usize) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let eps: Vec<String> = endpoints.split(',').map(|e| format!("http://{e}")).collect();
+        let eps: Vec<String> = endpoints
+            .split(',')
+            .map(|e| format!("http://{e}"))
+            .collect();
         let mut client = etcd_client::Client::connect(eps, None).await.unwrap();
         for i in 0..n {
-            client.put(format!("bulk/{i:05}"), format!("value-{i}"), None).await.unwrap();
+            client
+                .put(format!("bulk/{i:05}"), format!("value-{i}"), None)
+                .await
+                .unwrap();
         }
     });
 }
 
 #[test]
 fn member_added_after_log_compaction_catches_up_by_snapshot_then_is_removed() {
-    let mut c = Cluster::start_with(3, &["--snapshot-count", "50", "--snapshot-catchup-entries", "10"]);
+    let mut c = Cluster::start_with(
+        3,
+        &["--snapshot-count", "50", "--snapshot-catchup-entries", "10"],
+    );
     put_many(&c.endpoints(), 400);
     let new = c.add_slot();
     let peer = c.voters[new].peer_url();
@@ -33,23 +45,47 @@ fn member_added_after_log_compaction_catches_up_by_snapshot_then_is_removed() {
     let endpoint = c.voters[new].endpoint();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = Cluster::etcdctl_at(&endpoint, &["get", "bulk/", "--prefix", "--consistency=s", "--limit=1", "-w", "json"]);
+        let out = Cluster::etcdctl_at(
+            &endpoint,
+            &[
+                "get",
+                "bulk/",
+                "--prefix",
+                "--consistency=s",
+                "--limit=1",
+                "-w",
+                "json",
+            ],
+        );
         let count = serde_json::from_slice::<serde_json::Value>(&out.stdout)
             .ok()
             .and_then(|v| v["count"].as_u64());
         if count == Some(400) {
             break;
         }
-        assert!(Instant::now() < deadline, "v4 did not catch up (count {count:?}); log:\n{}", c.log_of(new));
+        assert!(
+            Instant::now() < deadline,
+            "v4 did not catch up (count {count:?}); log:\n{}",
+            c.log_of(new)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(c.log_of(new).contains("installed a snapshot"), "v4 should have caught up by snapshot:\n{}", c.log_of(new));
+    assert!(
+        c.log_of(new).contains("installed a snapshot"),
+        "v4 should have caught up by snapshot:\n{}",
+        c.log_of(new)
+    );
     let list = c.etcdctl(&["member", "list"]);
     assert_eq!(list.lines().count(), 4, "{list}");
     // It takes part in consensus: writes still commit with it in the quorum set.
     c.etcdctl(&["put", "after-join", "yes"]);
 
-    let id = list.lines().find(|l| l.contains(&peer)).and_then(|l| l.split(',').next()).unwrap().to_string();
+    let id = list
+        .lines()
+        .find(|l| l.contains(&peer))
+        .and_then(|l| l.split(',').next())
+        .unwrap()
+        .to_string();
     c.etcdctl(&["member", "remove", &id]);
     let list = c.etcdctl(&["member", "list"]);
     assert_eq!(list.lines().count(), 3, "{list}");

@@ -3,6 +3,8 @@
 //! the cluster is dropped, also when a test panics.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod netfault;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -20,6 +22,9 @@ pub fn free_port() -> u16 {
 /// One voter of a test cluster.
 pub struct Voter {
     pub name: String,
+    /// The loopback address it listens on (127.0.0.x: each voter may have its own, so a test
+    /// can cut traffic between them with a firewall).
+    pub host: String,
     pub client_port: u16,
     pub peer_port: u16,
     pub data_dir: PathBuf,
@@ -29,11 +34,11 @@ pub struct Voter {
 
 impl Voter {
     pub fn endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.client_port)
+        format!("{}:{}", self.host, self.client_port)
     }
 
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("http://{}:{}", self.host, self.peer_port)
     }
 }
 
@@ -58,11 +63,22 @@ impl Cluster {
 
     /// Starts `n` voters with extra flags.
     pub fn start_with(n: usize, extra: &[&str]) -> Self {
+        Self::start_hosts(n, extra, false)
+    }
+
+    /// Starts `n` voters, each on its own loopback address (127.0.0.2, .3, ...) when
+    /// `own_hosts`, else all on 127.0.0.1.
+    pub fn start_hosts(n: usize, extra: &[&str], own_hosts: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let voters = (0..n)
             .map(|i| {
                 let name = format!("v{}", i + 1);
                 Voter {
+                    host: if own_hosts {
+                        format!("127.0.0.{}", i + 2)
+                    } else {
+                        "127.0.0.1".into()
+                    },
                     data_dir: dir.path().join(&name),
                     log: dir.path().join(format!("{name}.log")),
                     name,
@@ -106,13 +122,10 @@ impl Cluster {
             .args(["--name", &v.name])
             .arg("--data-dir")
             .arg(&v.data_dir)
-            .args([
-                "--listen-client-urls",
-                &format!("http://127.0.0.1:{}", v.client_port),
-            ])
+            .args(["--listen-client-urls", &format!("http://{}", v.endpoint())])
             .args([
                 "--advertise-client-urls",
-                &format!("http://127.0.0.1:{}", v.client_port),
+                &format!("http://{}", v.endpoint()),
             ])
             .args(["--listen-peer-urls", &v.peer_url()])
             .args(["--initial-advertise-peer-urls", &v.peer_url()])
@@ -133,6 +146,7 @@ impl Cluster {
         let i = self.voters.len();
         let name = format!("v{}", i + 1);
         self.voters.push(Voter {
+            host: "127.0.0.1".into(),
             data_dir: self.dir.path().join(&name),
             log: self.dir.path().join(format!("{name}.log")),
             name,
