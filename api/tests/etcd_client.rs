@@ -391,6 +391,12 @@ async fn snapshot_streams_an_installable_state() {
     let (last, before) = messages.split_last().expect("messages");
     assert_eq!(*last, 0);
     assert!(before.iter().all(|&r| r > 0), "{messages:?}");
+    // etcd's layout, which etcdctl checks: data padded to 512 bytes, then its SHA-256.
+    assert_eq!(bytes.len() % 512, 32);
+    let (data, sum) = bytes.split_at(bytes.len() - 32);
+    use sha2::Digest as _;
+    assert_eq!(sha2::Sha256::digest(data).as_slice(), sum);
+    let bytes = data.to_vec();
 
     let dir = tempfile::tempdir().expect("temporary directory");
     let copy = mango_store::Store::open_path(

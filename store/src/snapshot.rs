@@ -3,7 +3,8 @@
 //!
 //! Format: the magic `MANGOSN1`, then records `tag u8 | key_len u32 | key | value_len u32 |
 //! value` (big-endian lengths; the tag names the table), then the end record: tag 0, the
-//! record count (u64) and the CRC-32 of every byte before the end record (u32).
+//! record count (u64) and the CRC-32 of every byte before the end record (u32). Up to 511 zero
+//! bytes may follow (the padding of etcd's snapshot file layout).
 
 use std::io::Read;
 use std::ops::ControlFlow;
@@ -217,9 +218,19 @@ impl<B: Backend> Store<B> {
                 if sum != crc.clone().finalize() {
                     return Err(malformed("checksum mismatch".into()));
                 }
-                let mut rest = [0u8; 1];
-                if input.read(&mut rest).map_err(io_err)? != 0 {
-                    return Err(malformed("bytes after the end record".into()));
+                // Zero padding may follow (etcd's snapshot files pad to 512 bytes); anything
+                // else means the stream is not what was written.
+                let mut rest = [0u8; 512];
+                let mut padding = 0usize;
+                loop {
+                    let n = input.read(&mut rest).map_err(io_err)?;
+                    if n == 0 {
+                        break;
+                    }
+                    padding += n;
+                    if padding >= 512 || rest[..n].iter().any(|&b| b != 0) {
+                        return Err(malformed("bytes after the end record".into()));
+                    }
                 }
                 Ok(GroupState::load(&*tables)?)
             })

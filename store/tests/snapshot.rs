@@ -88,7 +88,7 @@ fn corrupt_or_truncated_snapshot_changes_nothing() {
     flipped[mid] ^= 0x40;
     assert!(target.install_snapshot(0, &mut flipped.as_slice()).is_err());
     let mut trailing = bytes.clone();
-    trailing.push(0);
+    trailing.push(7);
     assert!(
         target
             .install_snapshot(0, &mut trailing.as_slice())

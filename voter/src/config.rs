@@ -97,9 +97,34 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
         let mut from_file: Config = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
-        // Flags given explicitly on the command line win: re-parse on top of the file.
+        // Flags given explicitly on the command line win over the file.
         let matches = <Config as clap::CommandFactory>::command().get_matches();
-        clap::FromArgMatches::update_from_arg_matches(&mut from_file, &matches)?;
+        let given =
+            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        macro_rules! flags_win {
+            ($($field:ident),*) => {
+                $(if given(stringify!($field)) {
+                    from_file.$field = from_args.$field.clone();
+                })*
+            };
+        }
+        flags_win!(
+            name,
+            data_dir,
+            listen_client_urls,
+            advertise_client_urls,
+            listen_peer_urls,
+            initial_advertise_peer_urls,
+            initial_cluster,
+            initial_cluster_state,
+            initial_cluster_token,
+            quota_backend_bytes,
+            snapshot_count,
+            snapshot_catchup_entries,
+            heartbeat_interval,
+            election_timeout,
+            max_request_bytes
+        );
         from_file.config_file = from_args.config_file;
         Ok(from_file)
     }

@@ -58,7 +58,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let data_dir = config.data_dir();
     let member_dir = data_dir.join("member");
     let staging = member_dir.join("snap");
-    std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
 
     let initial = config.initial_members()?;
     let token = config.initial_cluster_token.clone();
@@ -73,6 +72,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let my_id = ids[me];
     let cluster = cluster_id(&ids, &token);
     let joining = config.joining()?;
+    std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
 
     let log = LogStore::open(LogStoreConfig::new(member_dir.join("raft")))
         .context("opening the raft log")?;
