@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
 use mango_consensus::node::{GroupId, StateMachine};
-use mango_consensus::transport::{SnapshotChunks, SnapshotSink, SnapshotSource};
+use mango_consensus::transport::{PeerUrls, SnapshotChunks, SnapshotSink, SnapshotSource};
 use mango_consensus::{LogStore, SnapshotProvider};
 use mango_proto::mangopb::{MemberChange, RaftRequest};
 use mango_store::{ApplyEntry, Response, Store, StoreError};
@@ -32,6 +32,9 @@ pub struct StoreMachine {
     pub staging: Staging,
     /// Wakes the physical-compaction thread after a Compaction applied.
     pub compactor: SyncSender<()>,
+    /// Where peers are: kept in step with the member registry as changes apply, on every
+    /// node, so the leader can reach a member added through any other node.
+    pub peers: PeerUrls,
 }
 
 /// Converts a configuration change entry to the membership change it carries.
@@ -59,9 +62,23 @@ impl StateMachine for StoreMachine {
         let converted: Vec<Vec<u8>> = entries
             .iter()
             .map(|e| match e.get_entry_type() {
-                EntryType::EntryNormal => e.data.to_vec(),
+                EntryType::EntryNormal => {
+                    // A member update rides a normal entry: its encoding starts with field 10
+                    // of RaftRequest (the proposer leaves id 0), tag byte 0x52.
+                    if e.data.first() == Some(&0x52)
+                        && let Ok(RaftRequest {
+                            request:
+                                Some(mango_proto::mangopb::raft_request::Request::MemberChange(c)),
+                            ..
+                        }) = RaftRequest::decode(e.data.as_ref())
+                    {
+                        self.track_peer(&c);
+                    }
+                    e.data.to_vec()
+                }
                 _ => member_change(e)
                     .map(|c| {
+                        self.track_peer(&c);
                         let request = mango_proto::mangopb::raft_request::Request::MemberChange(c);
                         RaftRequest {
                             id: 0,
@@ -128,6 +145,20 @@ impl StateMachine for StoreMachine {
 }
 
 impl StoreMachine {
+    /// Follows a membership change in the transport's address book.
+    fn track_peer(&self, change: &MemberChange) {
+        use mango_proto::mangopb::member_change::Kind;
+        let Some(m) = &change.member else { return };
+        match Kind::try_from(change.kind) {
+            Ok(Kind::Remove) => self.peers.remove(m.id),
+            _ => {
+                if let Some(url) = m.peer_urls.first() {
+                    self.peers.set(m.id, url.clone());
+                }
+            }
+        }
+    }
+
     /// Every `snapshot_count` applied entries: make the store durable, then drop the Raft log
     /// up to `catch_up_entries` behind the applied index.
     fn maybe_compact_log(&mut self, group: GroupId) -> Result<(), String> {

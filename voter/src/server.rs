@@ -129,6 +129,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         catch_up_entries: config.snapshot_catchup_entries,
         staging: Staging(staging.clone()),
         compactor: spawn_compactor(store.clone()),
+        peers: peers.clone(),
     };
     let node_config = NodeConfig {
         id: my_id,

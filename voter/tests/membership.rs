@@ -37,7 +37,19 @@ fn member_added_after_log_compaction_catches_up_by_snapshot_then_is_removed() {
     put_many(&c.endpoints(), 400);
     let new = c.add_slot();
     let peer = c.voters[new].peer_url();
-    let added = c.etcdctl(&["member", "add", "v4", &format!("--peer-urls={peer}")]);
+    // Ask a follower: every node, the leader included, must learn where the newcomer is.
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let follower = c.voters[(leader + 1) % 3].endpoint();
+    let out = Cluster::etcdctl_at(
+        &follower,
+        &["member", "add", "v4", &format!("--peer-urls={peer}")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let added = String::from_utf8(out.stdout).unwrap();
     assert!(added.contains("Member"), "{added}");
     c.spawn(new, "existing");
 

@@ -28,6 +28,9 @@ pub struct GroupBootstrap {
 
 type Reply<T> = oneshot::Sender<Result<T, RaftError>>;
 
+/// How long a ReadIndex may go unanswered before it is issued again.
+const READ_RETRY: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// One group inside the loop.
 struct Group<O> {
     raw: RawNode<GroupStorage>,
@@ -35,8 +38,10 @@ struct Group<O> {
     waiters: HashMap<u64, Reply<O>>,
     /// Reads that arrived since the last ReadIndex was issued.
     reads_pending: Vec<Reply<u64>>,
-    /// Reads waiting for the ReadIndex with this context.
-    reads_inflight: HashMap<u64, Vec<Reply<u64>>>,
+    /// Reads waiting for the ReadIndex with this sequence number, and when it was issued.
+    /// raft-rs drops a ReadIndex silently (e.g. at a leader that has not yet committed in its
+    /// term), so batches that wait too long are issued again.
+    reads_inflight: HashMap<u64, (Instant, Vec<Reply<u64>>)>,
     /// The leader as of the last Ready (reads fail when it changes).
     leader: u64,
 }
@@ -214,7 +219,7 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
             for w in g.reads_pending.drain(..) {
                 let _ = w.send(Err(err.clone()));
             }
-            for (_, ws) in g.reads_inflight.drain() {
+            for (_, (_, ws)) in g.reads_inflight.drain() {
                 for w in ws {
                     let _ = w.send(Err(err.clone()));
                 }
@@ -318,21 +323,38 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
         }
     }
 
-    /// One ReadIndex per group for every read that arrived since the last one.
+    /// One ReadIndex per group for every read that arrived since the last one; batches that
+    /// got no answer within `READ_RETRY` are issued again (their callers gave up if closed).
     fn issue_reads(&mut self) {
-        let ids: Vec<GroupId> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| !g.reads_pending.is_empty())
-            .map(|(id, _)| *id)
-            .collect();
+        let node = self.config.id;
+        let now = Instant::now();
+        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
         for id in ids {
-            let seq = self.seq();
-            if let Some(g) = self.groups.get_mut(&id) {
-                g.raw.read_index(seq.to_be_bytes().to_vec());
-                let waiting = std::mem::take(&mut g.reads_pending);
-                g.reads_inflight.insert(seq, waiting);
+            let Some(g) = self.groups.get_mut(&id) else {
+                continue;
+            };
+            let stale: Vec<u64> = g
+                .reads_inflight
+                .iter()
+                .filter(|(_, (at, _))| now.duration_since(*at) >= READ_RETRY)
+                .map(|(seq, _)| *seq)
+                .collect();
+            for seq in stale {
+                if let Some((_, mut waiting)) = g.reads_inflight.remove(&seq) {
+                    waiting.retain(|w| !w.is_closed());
+                    g.reads_pending.extend(waiting);
+                }
             }
+            if g.reads_pending.is_empty() || g.raw.raft.leader_id == 0 {
+                continue;
+            }
+            self.next_seq += 1;
+            let seq = self.next_seq;
+            // The context names this node too: the leader keeps one pending read per
+            // context and drops a second with the same bytes, from whichever node.
+            g.raw.read_index(context(node, seq));
+            let waiting = std::mem::take(&mut g.reads_pending);
+            g.reads_inflight.insert(seq, (now, waiting));
         }
     }
 
@@ -358,7 +380,7 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                 if ss.leader_id != g.leader
                     || ss.raft_state != StateRole::Leader && g.raw.raft.leader_id == self.config.id
                 {
-                    for (_, ws) in g.reads_inflight.drain() {
+                    for (_, (_, ws)) in g.reads_inflight.drain() {
                         for w in ws {
                             let _ = w.send(Err(RaftError::LeaderChanged));
                         }
@@ -373,8 +395,10 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                 sync = true;
             }
             for rs in rd.take_read_states() {
-                let ctx: [u8; 8] = rs.request_ctx.as_slice().try_into().unwrap_or([0; 8]);
-                if let Some(ws) = g.reads_inflight.remove(&u64::from_be_bytes(ctx)) {
+                let Some(seq) = own_seq(self.config.id, &rs.request_ctx) else {
+                    continue;
+                };
+                if let Some((_, ws)) = g.reads_inflight.remove(&seq) {
                     for w in ws {
                         let _ = w.send(Ok(rs.index));
                     }
