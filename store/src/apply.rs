@@ -123,6 +123,10 @@ fn apply_request(
             crate::members::apply(w.tables, &change)?;
             Response::Empty
         }
+        Request::Alarm(alarm) => {
+            crate::members::apply_alarm(w.tables, &alarm)?;
+            Response::Empty
+        }
         Request::LeaseGrant(_) | Request::LeaseRevoke(_) | Request::LeaseCheckpoint(_) => {
             return Err(StoreError::Malformed(
                 "lease requests are not applied by this version of the store".into(),

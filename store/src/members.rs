@@ -1,4 +1,5 @@
-//! The member registry: who is in the cluster, with names and URLs (etcd's `members` bucket).
+//! The member registry: who is in the cluster, with names and URLs (etcd's `members` bucket),
+//! and the cluster's alarms (etcd's `alarm` bucket).
 //! Changed only by applying `MemberChange`s, which travel with Raft's configuration changes,
 //! so every member's registry follows the same log.
 
@@ -94,4 +95,63 @@ pub(crate) fn apply(
         tables.put(Table::Meta, &k, &m.encode_to_vec())?;
     }
     Ok(())
+}
+
+const ALARM_PREFIX: &[u8] = b"alarm/";
+
+fn alarm_key(member: u64, alarm: i32) -> Vec<u8> {
+    let mut k = ALARM_PREFIX.to_vec();
+    k.extend_from_slice(&member.to_be_bytes());
+    k.extend_from_slice(&alarm.to_be_bytes());
+    k
+}
+
+/// Raises (`ACTIVATE`) or clears (`DEACTIVATE`) an alarm of a member; clearing `NONE` clears
+/// every alarm of that member (etcd's `alarm disarm`).
+pub(crate) fn apply_alarm(
+    tables: &mut dyn WriteTables,
+    req: &mango_proto::etcdserverpb::AlarmRequest,
+) -> Result<(), BackendError> {
+    use mango_proto::etcdserverpb::alarm_request::AlarmAction;
+    match AlarmAction::try_from(req.action) {
+        Ok(AlarmAction::Activate) if req.alarm != 0 => {
+            tables.put(Table::Meta, &alarm_key(req.member_id, req.alarm), &[])
+        }
+        Ok(AlarmAction::Deactivate) => {
+            let active = alarms(&*tables)?;
+            for a in active {
+                if (req.member_id == 0 || a.member_id == req.member_id)
+                    && (req.alarm == 0 || a.alarm == req.alarm)
+                {
+                    tables.delete(Table::Meta, &alarm_key(a.member_id, a.alarm))?;
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The active alarms.
+pub(crate) fn alarms<R: ReadTables + ?Sized>(
+    tables: &R,
+) -> Result<Vec<mango_proto::etcdserverpb::AlarmMember>, BackendError> {
+    let mut end = ALARM_PREFIX.to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    let mut out = Vec::new();
+    tables.scan(Table::Meta, ALARM_PREFIX, Some(&end), false, &mut |k, _| {
+        let rest = &k[ALARM_PREFIX.len()..];
+        if rest.len() == 12 {
+            let member = u64::from_be_bytes(rest[..8].try_into().unwrap_or([0; 8]));
+            let alarm = i32::from_be_bytes(rest[8..].try_into().unwrap_or([0; 4]));
+            out.push(mango_proto::etcdserverpb::AlarmMember {
+                member_id: member,
+                alarm,
+            });
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(out)
 }

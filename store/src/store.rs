@@ -86,6 +86,11 @@ impl<S: crate::backend::ReadTables> ReadView<S> {
         )
     }
 
+    /// The alarms active as of this view.
+    pub fn alarms(&self) -> Result<Vec<mango_proto::etcdserverpb::AlarmMember>, BackendError> {
+        crate::members::alarms(&self.snapshot)
+    }
+
     /// The member registry as of this view.
     pub fn members(&self) -> Result<Vec<mango_proto::mangopb::MemberInfo>, BackendError> {
         crate::members::list(&self.snapshot)

@@ -1,13 +1,13 @@
 //! [`VoterNode`]: the etcd services' view of a voter, over the Raft handle and the store.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mango_api::{EtcdNode, NodeError, NodeStatus};
 use mango_consensus::node::{RaftError, RaftHandle};
 use mango_consensus::transport::PeerUrls;
-use mango_proto::etcdserverpb::{AlarmMember, AlarmType, Member, ResponseHeader};
+use mango_proto::etcdserverpb::alarm_request::AlarmAction;
+use mango_proto::etcdserverpb::{AlarmMember, AlarmRequest, AlarmType, Member, ResponseHeader};
 use mango_proto::mangopb::member_change::Kind;
 use mango_proto::mangopb::raft_request::Request;
 use mango_proto::mangopb::{MemberChange, MemberInfo, RaftRequest};
@@ -39,8 +39,6 @@ pub struct VoterNode {
     pub request_timeout: Duration,
     /// Backend size that raises NOSPACE.
     pub quota_bytes: u64,
-    /// Whether the NOSPACE alarm is raised.
-    pub nospace: AtomicBool,
 }
 
 fn raft_error(e: RaftError) -> NodeError {
@@ -55,6 +53,15 @@ fn raft_error(e: RaftError) -> NodeError {
 
 fn backend(e: mango_store::BackendError) -> NodeError {
     NodeError::Other(e.to_string())
+}
+
+/// etcd's name of an alarm type, as Status errors print it.
+fn alarm_name(alarm: i32) -> &'static str {
+    match AlarmType::try_from(alarm) {
+        Ok(AlarmType::Nospace) => "NOSPACE",
+        Ok(AlarmType::Corrupt) => "CORRUPT",
+        _ => "NONE",
+    }
 }
 
 fn member(m: MemberInfo) -> Member {
@@ -103,13 +110,35 @@ impl VoterNode {
         Ok(())
     }
 
-    fn check_quota(&self) -> Result<(), NodeError> {
-        if self.nospace.load(Ordering::Relaxed) {
+    fn active_alarms(&self) -> Vec<AlarmMember> {
+        self.store
+            .read(GROUP)
+            .and_then(|v| v.alarms())
+            .unwrap_or_default()
+    }
+
+    /// Refuses writes while a NOSPACE alarm is active anywhere in the cluster, and raises one
+    /// (through Raft, so every member refuses) when this member's backend passed the quota.
+    async fn check_quota(&self) -> Result<(), NodeError> {
+        let nospace = AlarmType::Nospace as i32;
+        if self.active_alarms().iter().any(|a| a.alarm == nospace) {
             return Err(NodeError::NoSpace);
         }
         let size = self.store.size().map_err(backend)?;
         if size.file_bytes > self.quota_bytes && size.in_use_bytes > self.quota_bytes {
-            self.nospace.store(true, Ordering::Relaxed);
+            let raise = AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id: self.member_id,
+                alarm: nospace,
+            };
+            let data = RaftRequest {
+                id: 0,
+                request: Some(Request::Alarm(raise)),
+            }
+            .encode_to_vec();
+            self.timed(self.raft.propose(GROUP, data))
+                .await?
+                .map_err(NodeError::Store)?;
             return Err(NodeError::NoSpace);
         }
         Ok(())
@@ -137,8 +166,8 @@ impl EtcdNode for VoterNode {
     }
 
     async fn propose(&self, request: Request) -> Result<Response, NodeError> {
-        if !matches!(request, Request::Compaction(_) | Request::DeleteRange(_)) {
-            self.check_quota()?;
+        if matches!(request, Request::Put(_) | Request::Txn(_)) {
+            self.check_quota().await?;
         }
         let data = RaftRequest {
             id: 0,
@@ -272,12 +301,11 @@ impl EtcdNode for VoterNode {
     fn status(&self) -> NodeStatus {
         let raft = self.raft.status(GROUP).unwrap_or_default();
         let size = self.store.size().unwrap_or_default();
-        let mut errors = Vec::new();
-        if self.nospace.load(Ordering::Relaxed) {
-            errors.push(
-                "memberID:".to_string() + &format!("{:x}", self.member_id) + " alarm:NOSPACE ",
-            );
-        }
+        let errors = self
+            .active_alarms()
+            .iter()
+            .map(|a| format!("memberID:{} alarm:{} ", a.member_id, alarm_name(a.alarm)))
+            .collect();
         NodeStatus {
             leader: raft.leader,
             raft_index: raft.commit,
@@ -325,14 +353,7 @@ impl EtcdNode for VoterNode {
     }
 
     fn alarms(&self) -> Vec<AlarmMember> {
-        if self.nospace.load(Ordering::Relaxed) {
-            vec![AlarmMember {
-                member_id: self.member_id,
-                alarm: AlarmType::Nospace as i32,
-            }]
-        } else {
-            vec![]
-        }
+        self.active_alarms()
     }
 
     fn snapshot(&self) -> Result<SnapshotReader<RedbSnapshot>, NodeError> {
@@ -340,9 +361,19 @@ impl EtcdNode for VoterNode {
     }
 
     async fn disarm(&self, alarm: AlarmMember) -> Result<(), NodeError> {
-        if alarm.alarm == AlarmType::Nospace as i32 || alarm.alarm == AlarmType::None as i32 {
-            self.nospace.store(false, Ordering::Relaxed);
+        let clear = AlarmRequest {
+            action: AlarmAction::Deactivate as i32,
+            member_id: alarm.member_id,
+            alarm: alarm.alarm,
+        };
+        let data = RaftRequest {
+            id: 0,
+            request: Some(Request::Alarm(clear)),
         }
+        .encode_to_vec();
+        self.timed(self.raft.propose(GROUP, data))
+            .await?
+            .map_err(NodeError::Store)?;
         Ok(())
     }
 }

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -100,9 +99,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             is_learner: false,
         })
         .collect();
-    store
-        .bootstrap_members(0, &infos)
-        .context("recording the initial members")?;
+    if !joining {
+        // A joining member gets the registry with the snapshot the leader sends it.
+        store
+            .bootstrap_members(0, &infos)
+            .context("recording the initial members")?;
+    }
 
     let peers = PeerUrls::default();
     for m in store.read(0)?.members()? {
@@ -170,7 +172,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         request_timeout: Duration::from_secs(7)
             .max(Duration::from_millis(config.election_timeout * 3)),
         quota_bytes: config.quota_backend_bytes,
-        nospace: AtomicBool::new(false),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

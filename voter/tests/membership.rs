@@ -104,3 +104,82 @@ fn member_added_after_log_compaction_catches_up_by_snapshot_then_is_removed() {
     c.kill(new);
     c.etcdctl(&["put", "after-remove", "yes"]);
 }
+
+#[test]
+fn a_raft_learner_is_added_catches_up_and_is_promoted() {
+    let mut c = Cluster::start(3);
+    put_many(&c.endpoints(), 50);
+    let new = c.add_slot();
+    let peer = c.voters[new].peer_url();
+    let out = c.etcdctl(&[
+        "member",
+        "add",
+        "v4",
+        "--learner",
+        &format!("--peer-urls={peer}"),
+    ]);
+    assert!(out.contains("Member"), "{out}");
+    c.spawn(new, "existing");
+    let list = c.etcdctl(&["member", "list"]);
+    let line = list
+        .lines()
+        .find(|l| l.contains(&peer))
+        .unwrap()
+        .to_string();
+    assert!(line.ends_with("true"), "a learner: {line}");
+    let id = line.split(',').next().unwrap().to_string();
+    // It applies the log like everyone, and reports itself as a learner.
+    let endpoint = c.voters[new].endpoint();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Cluster::etcdctl_at(
+            &endpoint,
+            &[
+                "get",
+                "bulk/",
+                "--prefix",
+                "--consistency=s",
+                "--limit=1",
+                "-w",
+                "json",
+            ],
+        );
+        let count = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["count"].as_u64());
+        if count == Some(50) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the learner did not catch up: {count:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = c.status(new).unwrap();
+    assert_eq!(status["isLearner"], true, "{status}");
+    // Promotion is the leader's to do; etcdctl may reach a follower, which answers with
+    // etcd's error, so ask the leader.
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let out = Cluster::etcdctl_at(&c.voters[leader].endpoint(), &["member", "promote", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = c.etcdctl(&["member", "list"]);
+    let line = list.lines().find(|l| l.contains(&peer)).unwrap();
+    assert!(line.ends_with("false"), "promoted: {line}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c
+        .status(new)
+        .map(|s| s["isLearner"] == true)
+        .unwrap_or(true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "v4 still reports itself a learner"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -82,10 +82,17 @@ pub fn start<S: StateMachine, T: Transport>(
                 .get_voters()
                 .is_empty();
         if fresh && !boot.initial_voters.is_empty() {
+            // Every initial voter starts from the same snapshot at index 1 holding the initial
+            // configuration (raft-rs's bootstrap), so the log starts at 2 and a member that
+            // joins later always gets a state-machine snapshot (with the member registry and
+            // anything else bootstrapped outside the log) rather than entries from 1.
             let mut batch = WriteBatch::new();
-            let mut cs = raft::eraftpb::ConfState::default();
-            cs.set_voters(boot.initial_voters.clone());
-            batch.set_conf_state(boot.group, cs);
+            let mut meta = raft::eraftpb::SnapshotMetadata::default();
+            meta.set_index(1);
+            meta.set_term(1);
+            meta.mut_conf_state()
+                .set_voters(boot.initial_voters.clone());
+            batch.apply_snapshot(boot.group, meta);
             log.write(batch, true).map_err(err)?;
         }
         let mut storage = log.group_storage(boot.group);
