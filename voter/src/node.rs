@@ -21,6 +21,10 @@ use crate::machine::Output;
 /// The group etcd's API is served from (the whole key space).
 const GROUP: u64 = 0;
 
+/// Committed-but-unapplied entries past which proposals are refused (etcd's
+/// `maxGapBetweenApplyAndCommitIndex`).
+const MAX_APPLY_GAP: u64 = 5000;
+
 /// A voter as the etcd services see it.
 pub struct VoterNode {
     /// The Raft loop.
@@ -166,6 +170,12 @@ impl EtcdNode for VoterNode {
     }
 
     async fn propose(&self, request: Request) -> Result<Response, NodeError> {
+        // etcd's back-pressure: when apply falls this far behind commit, new proposals are
+        // refused rather than queued without bound.
+        let status = self.raft.status(GROUP).map_err(raft_error)?;
+        if status.commit.saturating_sub(status.applied) > MAX_APPLY_GAP {
+            return Err(NodeError::TooManyRequests);
+        }
         if matches!(request, Request::Put(_) | Request::Txn(_)) {
             self.check_quota().await?;
         }
