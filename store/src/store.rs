@@ -91,6 +91,22 @@ impl<S: crate::backend::ReadTables> ReadView<S> {
         crate::members::alarms(&self.snapshot)
     }
 
+    /// Lease `id` as of this view, if it exists (for LeaseTimeToLive).
+    pub fn lease(&self, id: i64) -> Result<Option<crate::LeaseInfo>, BackendError> {
+        crate::lease::get(&self.snapshot, id)
+    }
+
+    /// Every lease as of this view, in id order (for LeaseLeases).
+    pub fn leases(&self) -> Result<Vec<crate::LeaseInfo>, BackendError> {
+        crate::lease::list(&self.snapshot)
+    }
+
+    /// The keys attached to lease `id` as of this view, in key order (empty for an unknown
+    /// lease; for LeaseTimeToLive with `keys`).
+    pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>, BackendError> {
+        crate::lease::keys(&self.snapshot, id)
+    }
+
     /// The member registry as of this view.
     pub fn members(&self) -> Result<Vec<mango_proto::mangopb::MemberInfo>, BackendError> {
         crate::members::list(&self.snapshot)
@@ -292,6 +308,12 @@ impl<B: Backend> Store<B> {
             StoreError::Backend(b) => b,
             other => BackendError::Engine(other.to_string()),
         })
+    }
+
+    /// Size of the backend's file: cheap (a stat), unlike [`Store::size`], which needs the
+    /// writer's lock to count pages in use.
+    pub fn file_bytes(&self) -> Result<u64, BackendError> {
+        self.backend.file_bytes()
     }
 
     /// Space used by the backend.

@@ -128,8 +128,13 @@ impl VoterNode {
         if self.active_alarms().iter().any(|a| a.alarm == nospace) {
             return Err(NodeError::NoSpace);
         }
+        // The file size is a stat; pages in use need the writer's lock, so count them only
+        // once the file itself is past the quota.
+        if self.store.file_bytes().map_err(backend)? <= self.quota_bytes {
+            return Ok(());
+        }
         let size = self.store.size().map_err(backend)?;
-        if size.file_bytes > self.quota_bytes && size.in_use_bytes > self.quota_bytes {
+        if size.in_use_bytes > self.quota_bytes {
             let raise = AlarmRequest {
                 action: AlarmAction::Activate as i32,
                 member_id: self.member_id,

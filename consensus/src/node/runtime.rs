@@ -109,6 +109,8 @@ pub fn start<S: StateMachine, T: Transport>(
             check_quorum: true,
             pre_vote: true,
             read_only_option: ReadOnlyOption::Safe,
+            // Merge appends to a follower that are still queued into one message.
+            batch_append: true,
             ..Default::default()
         };
         let raw = RawNode::new(&raft_config, storage, &logger)

@@ -28,11 +28,28 @@ pub enum Table {
     History,
     /// One entry per change, in revision order: revision -> kind ++ encoded KeyValue.
     Revs,
+    /// One entry per granted lease: lease id -> [`crate::encoding::LeaseRecord`].
+    Leases,
+    /// One entry per live key attached to a lease: lease id ++ raw key -> nothing, so a
+    /// revoke finds the lease's keys, in key order, with one range scan.
+    LeaseKeys,
 }
 
 impl Table {
     /// Every table, in the order snapshots carry them.
-    pub const ALL: [Table; 4] = [Table::Meta, Table::Live, Table::History, Table::Revs];
+    ///
+    /// The lease state has tables of its own rather than keys under a prefix of `Meta` (as
+    /// the member registry has): the lease-to-key index grows with the number of leased keys
+    /// (every Kubernetes event lives under a lease), while `Meta` is small state read on every
+    /// view. Being here, they travel in snapshots like the rest.
+    pub const ALL: [Table; 6] = [
+        Table::Meta,
+        Table::Live,
+        Table::History,
+        Table::Revs,
+        Table::Leases,
+        Table::LeaseKeys,
+    ];
 
     /// A stable one-byte tag (used in snapshots).
     pub fn tag(self) -> u8 {
@@ -41,6 +58,8 @@ impl Table {
             Table::Live => 2,
             Table::History => 3,
             Table::Revs => 4,
+            Table::Leases => 5,
+            Table::LeaseKeys => 6,
         }
     }
 
@@ -56,6 +75,8 @@ impl Table {
             Table::Live => "live",
             Table::History => "history",
             Table::Revs => "revs",
+            Table::Leases => "leases",
+            Table::LeaseKeys => "lease_keys",
         }
     }
 }
@@ -128,6 +149,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Bytes the engine's file takes on disk, and bytes of it in use.
     fn size(&self) -> Result<BackendSize, BackendError>;
+
+    /// Bytes the engine's file takes on disk: cheap (no transaction), for hot-path checks.
+    fn file_bytes(&self) -> Result<u64, BackendError>;
 
     /// Rewrites the file to give free space back to the file system (etcd's defragment).
     fn defragment(&self) -> Result<(), BackendError>;

@@ -71,15 +71,21 @@ impl RedbBackend {
 /// A read snapshot of one group: the group's tables opened in one redb read transaction.
 /// A table that did not exist at snapshot time reads as empty.
 pub struct RedbSnapshot {
-    tables: [Option<ReadOnlyTable<&'static [u8], &'static [u8]>>; 4],
+    tables: [Option<ReadOnlyTable<&'static [u8], &'static [u8]>>; TABLES],
 }
 
+/// How many tables a group has.
+const TABLES: usize = Table::ALL.len();
+
+/// The position of `table` in [`Table::ALL`], which is also its slot in the arrays here.
 fn index(table: Table) -> usize {
     match table {
         Table::Meta => 0,
         Table::Live => 1,
         Table::History => 2,
         Table::Revs => 3,
+        Table::Leases => 4,
+        Table::LeaseKeys => 5,
     }
 }
 
@@ -145,7 +151,7 @@ impl ReadTables for RedbSnapshot {
 
 /// One group's tables opened in a redb write transaction.
 struct RedbWrite<'txn> {
-    tables: [redb::Table<'txn, &'static [u8], &'static [u8]>; 4],
+    tables: [redb::Table<'txn, &'static [u8], &'static [u8]>; TABLES],
 }
 
 impl ReadTables for RedbWrite<'_> {
@@ -205,6 +211,8 @@ impl Backend for RedbBackend {
                 open(Table::Live)?,
                 open(Table::History)?,
                 open(Table::Revs)?,
+                open(Table::Leases)?,
+                open(Table::LeaseKeys)?,
             ],
         })
     }
@@ -227,7 +235,7 @@ impl Backend for RedbBackend {
             let names = Table::ALL.map(|t| table_name(group, t));
             let open = |i: usize| txn.open_table(Def::new(&names[i])).map_err(engine);
             let mut tables = RedbWrite {
-                tables: [open(0)?, open(1)?, open(2)?, open(3)?],
+                tables: [open(0)?, open(1)?, open(2)?, open(3)?, open(4)?, open(5)?],
             };
             f(&mut tables)
         };
@@ -272,6 +280,12 @@ impl Backend for RedbBackend {
         })
     }
 
+    fn file_bytes(&self) -> Result<u64, BackendError> {
+        std::fs::metadata(&self.path)
+            .map(|m| m.len())
+            .map_err(|e| BackendError::Engine(format!("stat {}: {e}", self.path.display())))
+    }
+
     fn defragment(&self) -> Result<(), BackendError> {
         let mut db = self
             .db
@@ -287,5 +301,18 @@ pub fn table_len(snapshot: &RedbSnapshot, table: Table) -> Result<u64, BackendEr
     match &snapshot.tables[index(table)] {
         Some(t) => t.len().map_err(engine),
         None => Ok(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_follow_table_all_and_tags_round_trip() {
+        for (i, table) in Table::ALL.into_iter().enumerate() {
+            assert_eq!(index(table), i, "{table:?}");
+            assert_eq!(Table::from_tag(table.tag()), Some(table));
+        }
     }
 }
