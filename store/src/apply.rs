@@ -1,7 +1,8 @@
 //! The one deterministic apply: a batch of committed Raft entries in one backend transaction.
 
 use mango_proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, PutResponse, RangeResponse, TxnResponse,
+    CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, RangeResponse, TxnResponse,
 };
 use mango_proto::mangopb::RaftRequest;
 use mango_proto::mangopb::raft_request::Request;
@@ -9,10 +10,10 @@ use prost::Message;
 
 use crate::backend::WriteTables;
 use crate::error::StoreError;
-use crate::kv;
 use crate::mvcc::GroupState;
 use crate::mvcc::write::Writer;
 use crate::txn;
+use crate::{kv, lease};
 
 /// One committed Raft entry, as the store sees it.
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +42,12 @@ pub enum Response {
     Txn(TxnResponse),
     /// A Compaction.
     Compaction(CompactionResponse),
+    /// A LeaseGrant (the header carries the revision; `ID` and `TTL` as granted).
+    LeaseGrant(LeaseGrantResponse),
+    /// A LeaseRevoke (the header carries the revision after the attached keys' deletion).
+    LeaseRevoke(LeaseRevokeResponse),
+    /// A LeaseCheckpoint.
+    LeaseCheckpoint(LeaseCheckpointResponse),
 }
 
 /// The outcome of one applied entry.
@@ -113,6 +120,8 @@ fn apply_request(
         Request::Range(r) => Response::Range(kv::range(&*w.tables, begin, compacted, &r)?),
         Request::Put(p) => {
             kv::validate_put(&p)?;
+            // etcd checks a Put's lease before its key (a Put in a Txn the other way round).
+            kv::check_lease(&*w.tables, p.lease)?;
             let prev = kv::check_put(&*w.tables, begin, &p)?;
             Response::Put(kv::put(&mut w, &p, prev)?)
         }
@@ -127,10 +136,10 @@ fn apply_request(
             crate::members::apply_alarm(w.tables, &alarm)?;
             Response::Empty
         }
-        Request::LeaseGrant(_) | Request::LeaseRevoke(_) | Request::LeaseCheckpoint(_) => {
-            return Err(StoreError::Malformed(
-                "lease requests are not applied by this version of the store".into(),
-            ));
+        Request::LeaseGrant(g) => Response::LeaseGrant(lease::grant(w.tables, begin, &g)?),
+        Request::LeaseRevoke(r) => Response::LeaseRevoke(lease::revoke(&mut w, &r)?),
+        Request::LeaseCheckpoint(c) => {
+            Response::LeaseCheckpoint(lease::checkpoint(w.tables, begin, &c)?)
         }
     };
     state.revision = state.revision.max(w.end_revision());

@@ -1,4 +1,4 @@
-//! On-disk encodings: revisions, order-preserving user keys, and per-key metadata.
+//! On-disk encodings: revisions, order-preserving user keys, per-key metadata, and leases.
 //!
 //! Every encoding here preserves order where the tables rely on it, and decoding never panics
 //! on bad input: a corrupt record is an error value (the fuzz target `encoding` checks both).
@@ -153,6 +153,82 @@ impl KeyMeta {
     }
 }
 
+/// Length of an encoded lease id.
+pub const LEASE_ID_LEN: usize = 8;
+
+/// A lease id as the lease tables key it: big-endian with the sign bit flipped, so byte order
+/// is numeric order (clients may choose negative ids).
+pub fn encode_lease_id(id: i64) -> [u8; LEASE_ID_LEN] {
+    order_i64(id).to_be_bytes()
+}
+
+/// Decodes [`encode_lease_id`]'s output; `None` unless `bytes` is exactly 8 bytes.
+pub fn decode_lease_id(bytes: &[u8]) -> Option<i64> {
+    Some(unorder_i64(u64::from_be_bytes(bytes.try_into().ok()?)))
+}
+
+/// The key of `key`'s entry in the lease-to-key index: the encoded lease id, then the raw key
+/// (the id is fixed-width, so no escaping is needed: the entries of one lease are exactly the
+/// keys starting with its id, in key order).
+pub fn lease_key(id: i64, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(LEASE_ID_LEN + key.len());
+    out.extend_from_slice(&encode_lease_id(id));
+    out.extend_from_slice(key);
+    out
+}
+
+/// Splits a lease-to-key index key into the lease id and the raw key.
+pub fn split_lease_key(bytes: &[u8]) -> Option<(i64, &[u8])> {
+    if bytes.len() < LEASE_ID_LEN {
+        return None;
+    }
+    let (id, key) = bytes.split_at(LEASE_ID_LEN);
+    Some((decode_lease_id(id)?, key))
+}
+
+/// The bounds `[start, end)` of every lease-to-key index entry of lease `id` (`end: None`
+/// for the largest id, whose entries run to the end of the table).
+pub fn lease_key_bounds(id: i64) -> ([u8; LEASE_ID_LEN], Option<[u8; LEASE_ID_LEN]>) {
+    let start = encode_lease_id(id);
+    let end = order_i64(id).checked_add(1).map(u64::to_be_bytes);
+    (start, end)
+}
+
+/// A granted lease, the value of the lease table (etcd's `leasepb.Lease` without the id,
+/// which is the key).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaseRecord {
+    /// The TTL the lease was granted with, in seconds.
+    pub ttl: i64,
+    /// The remaining TTL its last checkpoint recorded; 0 (or less) for none, as in etcd,
+    /// where a renewal clears a checkpoint by checkpointing 0.
+    pub remaining_ttl: i64,
+}
+
+/// Length of an encoded [`LeaseRecord`].
+pub const LEASE_RECORD_LEN: usize = 16;
+
+impl LeaseRecord {
+    /// Fixed-width big-endian encoding.
+    pub fn encode(&self) -> [u8; LEASE_RECORD_LEN] {
+        let mut out = [0u8; LEASE_RECORD_LEN];
+        out[..8].copy_from_slice(&self.ttl.to_be_bytes());
+        out[8..].copy_from_slice(&self.remaining_ttl.to_be_bytes());
+        out
+    }
+
+    /// Decodes [`LeaseRecord::encode`]'s output; `None` on a wrong length.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != LEASE_RECORD_LEN {
+            return None;
+        }
+        Some(Self {
+            ttl: i64::from_be_bytes(bytes[..8].try_into().ok()?),
+            remaining_ttl: i64::from_be_bytes(bytes[8..].try_into().ok()?),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +269,31 @@ mod tests {
             let _ = split_history_key(&bytes);
             let _ = Revision::decode(&bytes);
             let _ = KeyMeta::decode(&bytes);
+            let _ = LeaseRecord::decode(&bytes);
+            let _ = decode_lease_id(&bytes);
+            let _ = split_lease_key(&bytes);
+        }
+
+        #[test]
+        fn lease_keys_order_by_id_then_key_and_stay_in_their_bounds(
+            ia in prop_oneof![Just(i64::MIN), Just(-1i64), Just(0i64), Just(i64::MAX), any::<i64>()],
+            ib in prop_oneof![Just(i64::MIN), Just(-1i64), Just(0i64), Just(i64::MAX), any::<i64>()],
+            ka in proptest::collection::vec(any::<u8>(), 0..6),
+            kb in proptest::collection::vec(any::<u8>(), 0..6),
+        ) {
+            let (ea, eb) = (lease_key(ia, &ka), lease_key(ib, &kb));
+            prop_assert_eq!(ea.cmp(&eb), (ia, &ka).cmp(&(ib, &kb)));
+            prop_assert_eq!(split_lease_key(&ea), Some((ia, ka.as_slice())));
+            let (start, end) = lease_key_bounds(ia);
+            let inside = |e: &[u8]| e >= start.as_slice() && end.is_none_or(|end| e < end.as_slice());
+            prop_assert!(inside(&ea));
+            prop_assert_eq!(inside(&eb), ia == ib);
+        }
+
+        #[test]
+        fn lease_record_roundtrip(ttl in any::<i64>(), remaining in any::<i64>()) {
+            let r = LeaseRecord { ttl, remaining_ttl: remaining };
+            prop_assert_eq!(LeaseRecord::decode(&r.encode()), Some(r));
         }
     }
 

@@ -32,9 +32,15 @@ pub enum StoreError {
     /// `ignore_value` / `ignore_lease` on a key that does not exist.
     #[error("etcdserver: key not found")]
     KeyNotFound,
-    /// A put names a lease that does not exist.
+    /// A put or a revoke names a lease that does not exist.
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    /// A grant names a lease id that exists.
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    /// A grant asks for a TTL above [`crate::MAX_LEASE_TTL`].
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     /// An empty key.
     #[error("etcdserver: key is not provided")]
     EmptyKey,
@@ -65,8 +71,11 @@ impl StoreError {
     /// The gRPC code etcd answers this error with.
     pub fn code(&self) -> ErrorCode {
         match self {
-            StoreError::Compacted | StoreError::FutureRevision => ErrorCode::OutOfRange,
+            StoreError::Compacted | StoreError::FutureRevision | StoreError::LeaseTtlTooLarge => {
+                ErrorCode::OutOfRange
+            }
             StoreError::LeaseNotFound => ErrorCode::NotFound,
+            StoreError::LeaseExists => ErrorCode::FailedPrecondition,
             StoreError::KeyNotFound
             | StoreError::EmptyKey
             | StoreError::ValueProvided

@@ -157,14 +157,20 @@ fn sort(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
     }
 }
 
-/// Whether a lease exists. No lease can be granted yet (leases come with the lease issue), so
-/// every lease id is unknown, which is what etcd answers for an id it never granted.
-pub(crate) fn lease_exists<R: ReadTables + ?Sized>(_tables: &R, _lease: i64) -> bool {
-    false
+/// A lease a put names must exist (0 names none).
+pub(crate) fn check_lease<R: ReadTables + ?Sized>(
+    tables: &R,
+    lease: i64,
+) -> Result<(), StoreError> {
+    if lease != 0 && !crate::lease::exists(tables, lease)? {
+        return Err(StoreError::LeaseNotFound);
+    }
+    Ok(())
 }
 
 /// The checks etcd runs on a Put against the state before it (also for Puts inside a Txn):
-/// `ignore_value`/`ignore_lease` need the key, a lease must exist.
+/// `ignore_value`/`ignore_lease` need the key, then a lease must exist. (A Put outside a Txn
+/// checks its lease first: the caller runs [`check_lease`] before.)
 pub(crate) fn check_put<R: ReadTables + ?Sized>(
     tables: &R,
     head: i64,
@@ -185,9 +191,7 @@ pub(crate) fn check_put<R: ReadTables + ?Sized>(
     if (req.ignore_value || req.ignore_lease) && prev.is_none() {
         return Err(StoreError::KeyNotFound);
     }
-    if req.lease != 0 && !lease_exists(tables, req.lease) {
-        return Err(StoreError::LeaseNotFound);
-    }
+    check_lease(tables, req.lease)?;
     Ok(prev)
 }
 

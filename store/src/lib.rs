@@ -1,8 +1,8 @@
 //! The state machine of mango: etcd's MVCC key-value semantics on a transactional [`Backend`].
 //!
 //! It owns revisions, the key index, range at a revision, txn, compaction with physical
-//! removal, whole-state snapshots, and [`Store::apply`], the one deterministic apply used by
-//! voters and learners alike.
+//! removal, the replicated lease state, whole-state snapshots, and [`Store::apply`], the one
+//! deterministic apply used by voters and learners alike.
 //!
 //! Architecture invariant: this crate knows nothing of Raft, gRPC or the network. A Raft entry
 //! reaches it as `(index, term, bytes)`; errors leave it as [`StoreError`] values that carry
@@ -18,6 +18,7 @@ mod apply;
 mod compact;
 mod hash;
 mod kv;
+mod lease;
 mod members;
 mod mvcc;
 mod snapshot;
@@ -28,6 +29,7 @@ pub use apply::{Applied, ApplyEntry, Response};
 pub use compact::CompactStep;
 pub use hash::HashKv;
 pub use kv::{validate_delete, validate_put, validate_range};
+pub use lease::{LeaseInfo, MAX_LEASE_TTL};
 pub use mvcc::{GroupState, RangeResult};
 pub use snapshot::{SnapshotError, SnapshotReader};
 pub use store::{ReadView, Store, StoreOptions};

@@ -1,7 +1,9 @@
-//! Property test: random Put / DeleteRange / Txn / Compact / Range sequences run against the
-//! store (through `apply`, and through read views) and against a small in-memory model of
-//! etcd's semantics; every response must be equal. The model keeps the whole key space per
-//! revision, which is obviously right and hopelessly slow: the store must agree with it.
+//! Property test: random Put / DeleteRange / Txn / Compact / Range / LeaseGrant / LeaseRevoke /
+//! LeaseCheckpoint sequences run against the store (through `apply`, and through read views)
+//! and against a small in-memory model of etcd's semantics; every response must be equal. The
+//! model keeps the whole key space per revision, which is obviously right and hopelessly slow:
+//! the store must agree with it. It keeps no lease-to-key index: a lease's keys are the live
+//! keys whose value names it, etcd's definition, against which the store's index is checked.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -15,12 +17,13 @@ use mango_proto::etcdserverpb::request_op::Request as OpReq;
 use mango_proto::etcdserverpb::response_op::Response as OpResp;
 use mango_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
-    PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp,
-    TxnRequest, TxnResponse,
+    LeaseCheckpoint, LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use mango_proto::mangopb::raft_request::Request;
 use mango_proto::mvccpb::KeyValue;
-use mango_store::{Response, Store, StoreError};
+use mango_store::{LeaseInfo, MAX_LEASE_TTL, Response, Store, StoreError};
 use proptest::prelude::*;
 
 type State = BTreeMap<Vec<u8>, KeyValue>;
@@ -30,6 +33,8 @@ struct Model {
     /// `states[r]` is the key space at revision `r` (index 0 unused, revision 1 is empty).
     states: Vec<State>,
     compacted: i64,
+    /// Granted leases: id -> (granted TTL, remaining TTL of the last checkpoint, 0 if none).
+    leases: BTreeMap<i64, (i64, i64)>,
 }
 
 fn hdr(revision: i64) -> Option<ResponseHeader> {
@@ -59,6 +64,7 @@ impl Model {
         Self {
             states: vec![State::new(), State::new()],
             compacted: -1,
+            leases: BTreeMap::new(),
         }
     }
 
@@ -206,14 +212,40 @@ impl Model {
         Ok(())
     }
 
+    /// etcd's `checkRequestPut`: the key first, then the lease.
     fn check_put(&self, p: &PutRequest) -> Res<()> {
         if (p.ignore_value || p.ignore_lease) && !self.head().contains_key(&p.key) {
             return Err(err(StoreError::KeyNotFound));
         }
-        if p.lease != 0 {
+        self.check_lease(p.lease)
+    }
+
+    fn check_lease(&self, lease: i64) -> Res<()> {
+        if lease != 0 && !self.leases.contains_key(&lease) {
             return Err(err(StoreError::LeaseNotFound));
         }
         Ok(())
+    }
+
+    /// The leases as the store's read view lists them.
+    fn lease_infos(&self) -> Vec<LeaseInfo> {
+        self.leases
+            .iter()
+            .map(|(&id, &(ttl, remaining))| LeaseInfo {
+                id,
+                granted_ttl: ttl,
+                remaining_ttl: (remaining > 0).then_some(remaining),
+            })
+            .collect()
+    }
+
+    /// The keys attached to a lease: the live keys whose current version names it.
+    fn lease_keys(&self, id: i64) -> Vec<Vec<u8>> {
+        self.head()
+            .values()
+            .filter(|kv| kv.lease == id)
+            .map(|kv| kv.key.clone())
+            .collect()
     }
 
     /// Runs the write of one request on a working copy; returns the response and whether it
@@ -315,6 +347,8 @@ impl Model {
         match req {
             Request::Put(p) => {
                 mango_store::validate_put(p).map_err(err)?;
+                // Outside a txn etcd looks up the lease before the key.
+                self.check_lease(p.lease)?;
                 self.check_put(p)?;
                 let mut cur = self.head().clone();
                 let resp = self.put_in(&mut cur, begin + 1, p);
@@ -355,6 +389,45 @@ impl Model {
                 }))
             }
             Request::Range(r) => Ok(Response::Range(self.range_in(self.head(), begin, r)?)),
+            Request::LeaseGrant(g) => {
+                if g.ttl > MAX_LEASE_TTL {
+                    return Err(err(StoreError::LeaseTtlTooLarge));
+                }
+                if self.leases.contains_key(&g.id) {
+                    return Err(err(StoreError::LeaseExists));
+                }
+                self.leases.insert(g.id, (g.ttl, 0));
+                Ok(Response::LeaseGrant(LeaseGrantResponse {
+                    header: hdr(begin),
+                    id: g.id,
+                    ttl: g.ttl,
+                    error: String::new(),
+                }))
+            }
+            Request::LeaseRevoke(r) => {
+                if self.leases.remove(&r.id).is_none() {
+                    return Err(err(StoreError::LeaseNotFound));
+                }
+                let doomed = self.lease_keys(r.id);
+                let mut cur = self.head().clone();
+                for k in &doomed {
+                    cur.remove(k);
+                }
+                self.commit(cur, !doomed.is_empty());
+                Ok(Response::LeaseRevoke(LeaseRevokeResponse {
+                    header: hdr(self.rev()),
+                }))
+            }
+            Request::LeaseCheckpoint(c) => {
+                for cp in &c.checkpoints {
+                    if let Some(lease) = self.leases.get_mut(&cp.id) {
+                        lease.1 = cp.remaining_ttl;
+                    }
+                }
+                Ok(Response::LeaseCheckpoint(LeaseCheckpointResponse {
+                    header: hdr(begin),
+                }))
+            }
             _ => unreachable!("not generated"),
         }
     }
@@ -387,6 +460,21 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// Lease ids: a few, so grants collide and puts find them; negative and the extremes so the
+/// id encoding's order and the last id's key bounds are exercised.
+fn lease_id() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        3 => Just(1i64),
+        3 => Just(2i64),
+        2 => Just(-3i64),
+        1 => Just(i64::MAX),
+        1 => Just(i64::MIN),
+    ]
+}
+
+/// Every id `lease_id` yields, and one never granted.
+const LEASE_IDS: [i64; 6] = [1, 2, -3, i64::MAX, i64::MIN, 7];
+
 fn put_req() -> impl Strategy<Value = PutRequest> {
     (
         key(),
@@ -394,13 +482,13 @@ fn put_req() -> impl Strategy<Value = PutRequest> {
         any::<bool>(),
         prop::bool::weighted(0.1),
         prop::bool::weighted(0.1),
-        prop::bool::weighted(0.05),
+        prop_oneof![6 => Just(0i64), 3 => lease_id(), 1 => Just(7i64)],
     )
         .prop_map(
             |(key, value, prev_kv, ignore_value, ignore_lease, lease)| PutRequest {
                 key,
                 value: if ignore_value { vec![] } else { value },
-                lease: if lease && !ignore_lease { 7 } else { 0 },
+                lease: if ignore_lease { 0 } else { lease },
                 prev_kv,
                 ignore_value,
                 ignore_lease,
@@ -473,7 +561,7 @@ fn compare() -> impl Strategy<Value = Compare> {
                 1 => TargetUnion::CreateRevision(n),
                 2 => TargetUnion::ModRevision(n),
                 3 => TargetUnion::Value(v),
-                _ => TargetUnion::Lease(0),
+                _ => TargetUnion::Lease(LEASE_IDS[n as usize % 3]),
             });
             Compare {
                 result,
@@ -513,6 +601,28 @@ fn txn_req(depth: u32) -> BoxedStrategy<TxnRequest> {
         .boxed()
 }
 
+fn grant_req() -> impl Strategy<Value = LeaseGrantRequest> {
+    (
+        lease_id(),
+        prop_oneof![
+            8 => 1i64..100,
+            1 => -5i64..=0,
+            1 => Just(MAX_LEASE_TTL),
+            1 => Just(MAX_LEASE_TTL + 1),
+        ],
+    )
+        .prop_map(|(id, ttl)| LeaseGrantRequest { ttl, id })
+}
+
+fn checkpoint_req() -> impl Strategy<Value = LeaseCheckpointRequest> {
+    prop::collection::vec((lease_id(), -2i64..50), 0..3).prop_map(|cps| LeaseCheckpointRequest {
+        checkpoints: cps
+            .into_iter()
+            .map(|(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl })
+            .collect(),
+    })
+}
+
 #[derive(Clone, Debug)]
 enum Step {
     Apply(Request),
@@ -522,6 +632,8 @@ enum Step {
     PhysicalCompaction(usize),
     /// Close and reopen the store.
     Reopen,
+    /// The leases and their keys, read from the published read view.
+    ReadLeases,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -534,11 +646,33 @@ fn step() -> impl Strategy<Value = Step> {
         4 => range_req().prop_map(Step::Read),
         1 => (1usize..6).prop_map(Step::PhysicalCompaction),
         1 => Just(Step::Reopen),
+        2 => grant_req().prop_map(|g| Step::Apply(Request::LeaseGrant(g))),
+        1 => prop_oneof![lease_id(), Just(7i64)]
+            .prop_map(|id| Step::Apply(Request::LeaseRevoke(LeaseRevokeRequest { id }))),
+        1 => checkpoint_req().prop_map(|c| Step::Apply(Request::LeaseCheckpoint(c))),
+        1 => Just(Step::ReadLeases),
     ]
 }
 
 fn store_result(r: Result<Response, StoreError>) -> Res<Response> {
     r.map_err(err)
+}
+
+/// The leases and each lease's keys, read through the store's view, must equal the model.
+fn check_leases(store: &Store, model: &Model) -> Result<(), TestCaseError> {
+    let view = store.read(0).unwrap();
+    prop_assert_eq!(view.leases().unwrap(), model.lease_infos());
+    for id in LEASE_IDS {
+        prop_assert_eq!(
+            view.lease_keys(id).unwrap(),
+            model.lease_keys(id),
+            "keys of {}",
+            id
+        );
+        let want = model.lease_infos().into_iter().find(|l| l.id == id);
+        prop_assert_eq!(view.lease(id).unwrap(), want);
+    }
+    Ok(())
 }
 
 /// Every key at every readable revision, read through the store's view, must equal the model.
@@ -586,8 +720,10 @@ proptest! {
                     drop(store);
                     store = Store::open_path(dir.path().join("db"), Default::default()).unwrap();
                 }
+                Step::ReadLeases => check_leases(&store, &model)?,
             }
         }
+        check_leases(&store, &model)?;
         check_all_revisions(&store, &model);
         store.compact_all(0).unwrap();
         check_all_revisions(&store, &model);

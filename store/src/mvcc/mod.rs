@@ -8,6 +8,8 @@
 //! - `Live`: raw key -> [`KeyMeta`] of the current version, for head reads, puts and counts
 //!   without touching history. Deleted keys are absent.
 //! - `Meta`: the group's [`GroupState`], written in the same transaction as the data.
+//! - `Leases`, `LeaseKeys`: the leases and the keys attached to each (see `crate::lease`); a
+//!   put or delete here keeps `LeaseKeys` in step with `KeyMeta::lease`.
 
 pub(crate) mod read;
 pub(crate) mod write;

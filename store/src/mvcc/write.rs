@@ -49,7 +49,8 @@ impl<'a> Writer<'a> {
         rev
     }
 
-    /// Puts `key`; the caller resolved `ignore_value`/`ignore_lease` into `value`/`lease`.
+    /// Puts `key`; the caller resolved `ignore_value`/`ignore_lease` into `value`/`lease` and
+    /// checked that `lease` exists. The key moves from its previous lease to `lease`.
     pub(crate) fn put(
         &mut self,
         key: &[u8],
@@ -60,6 +61,15 @@ impl<'a> Writer<'a> {
             Some(bytes) => Some(decode_meta(&bytes)?),
             None => None,
         };
+        let old_lease = old.map_or(0, |m| m.lease);
+        if old_lease != lease {
+            if old_lease != 0 {
+                crate::lease::detach(self.tables, old_lease, key)?;
+            }
+            if lease != 0 {
+                crate::lease::attach(self.tables, lease, key)?;
+            }
+        }
         let rev = self.next_rev();
         let (create, version) = match old {
             Some(m) => (m.create, m.version + 1),
@@ -89,7 +99,7 @@ impl<'a> Writer<'a> {
         self.tables.put(Table::Live, key, &meta.encode())
     }
 
-    /// Deletes every live key in `span`; returns how many.
+    /// Deletes every live key in `span`, detaching each from its lease; returns how many.
     pub(crate) fn delete_range(&mut self, span: KeySpan<'_>) -> Result<i64, BackendError> {
         let head = self.current();
         let opts = RangeOpts {
@@ -99,12 +109,16 @@ impl<'a> Writer<'a> {
         };
         let found = range_keys(&*self.tables, span, head, head, opts)?;
         for kv in &found.kvs {
-            self.delete(&kv.key)?;
+            self.delete(&kv.key, kv.lease)?;
         }
         Ok(found.count)
     }
 
-    fn delete(&mut self, key: &[u8]) -> Result<(), BackendError> {
+    /// Deletes live `key`, attached to `lease` (0: none).
+    fn delete(&mut self, key: &[u8], lease: i64) -> Result<(), BackendError> {
+        if lease != 0 {
+            crate::lease::detach(self.tables, lease, key)?;
+        }
         let rev = self.next_rev();
         let tombstone = KeyValue {
             key: key.to_vec(),

@@ -76,3 +76,31 @@ pub fn get(key: &str) -> RangeRequest {
         ..Default::default()
     }
 }
+
+pub fn put_lease(key: &str, value: &str, lease: i64) -> Request {
+    Request::Put(PutRequest {
+        key: key.into(),
+        value: value.into(),
+        lease,
+        ..Default::default()
+    })
+}
+
+pub fn grant(id: i64, ttl: i64) -> Request {
+    Request::LeaseGrant(mango_proto::etcdserverpb::LeaseGrantRequest { ttl, id })
+}
+
+pub fn revoke(id: i64) -> Request {
+    Request::LeaseRevoke(mango_proto::etcdserverpb::LeaseRevokeRequest { id })
+}
+
+/// A LeaseCheckpoint of `(id, remaining_ttl)` pairs.
+pub fn checkpoint(checkpoints: &[(i64, i64)]) -> Request {
+    use mango_proto::etcdserverpb::{LeaseCheckpoint, LeaseCheckpointRequest};
+    Request::LeaseCheckpoint(LeaseCheckpointRequest {
+        checkpoints: checkpoints
+            .iter()
+            .map(|&(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl })
+            .collect(),
+    })
+}
