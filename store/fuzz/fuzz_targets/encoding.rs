@@ -4,7 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use mango_store::encoding::{
-    KeyMeta, Revision, decode_key, history_key, split_history_key,
+    KeyMeta, LeaseRecord, Revision, decode_key, decode_lease_id, history_key, lease_key,
+    split_history_key, split_lease_key,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -13,6 +14,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = split_history_key(data);
     let _ = Revision::decode(data);
     let _ = KeyMeta::decode(data);
+    let _ = decode_lease_id(data);
+    let _ = split_lease_key(data);
+    let _ = LeaseRecord::decode(data);
 
     // Structured: two keys and two revisions carved from the input.
     if data.len() < 33 {
@@ -30,4 +34,10 @@ fuzz_target!(|data: &[u8]| {
     let (prefix, rev) = split_history_key(&ea).expect("an encoded key splits");
     assert_eq!(rev, ra);
     assert_eq!(decode_key(prefix), Some((ka.to_vec(), prefix.len())));
+
+    // Lease index keys: order by (lease, key), and split back.
+    let (la, lb) = (ra.main, rb.main);
+    let (ea, eb) = (lease_key(la, ka), lease_key(lb, kb));
+    assert_eq!(ea.cmp(&eb), (la, ka).cmp(&(lb, kb)));
+    assert_eq!(split_lease_key(&ea), Some((la, ka)));
 });
