@@ -62,6 +62,13 @@ pub(crate) enum Command<O> {
         to: u64,
         ok: bool,
     },
+    /// The apply thread applied `group` up to `index`.
+    Applied {
+        group: GroupId,
+        index: u64,
+    },
+    /// The apply thread failed: the node must stop.
+    Fatal(String),
     Stop,
 }
 

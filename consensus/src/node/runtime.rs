@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType};
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Snapshot};
 use raft::{Config, RawNode, ReadOnlyOption, SnapshotStatus, StateRole};
 use tokio::sync::{oneshot, watch};
 
@@ -47,10 +47,15 @@ struct Group<O> {
 }
 
 struct Runtime<S: StateMachine, T> {
+    /// The state machine lives on the apply thread; this only names its types.
+    _sm: std::marker::PhantomData<fn() -> S>,
     config: NodeConfig,
     log: LogStore,
     groups: BTreeMap<GroupId, Group<S::Output>>,
-    sm: S,
+    /// Work for the apply thread, in commit order.
+    apply_tx: mpsc::Sender<ApplyWork<S::Output>>,
+    /// The apply thread (joined on stop).
+    apply_thread: Option<JoinHandle<()>>,
     transport: T,
     shared: Arc<Shared>,
     rx: Receiver<Command<S::Output>>,
@@ -143,12 +148,22 @@ pub fn start<S: StateMachine, T: Transport>(
         tx,
         shared: shared.clone(),
     };
+    let (apply_tx, apply_rx) = mpsc::channel();
+    let apply_thread = {
+        let (shared, commands) = (shared.clone(), handle.tx.clone());
+        std::thread::Builder::new()
+            .name("apply".into())
+            .spawn(move || apply_loop(sm, apply_rx, shared, commands))
+            .map_err(|e| RaftError::Raft(format!("spawning the apply thread: {e}")))?
+    };
     let transport = make_transport(handle.clone());
-    let runtime = Runtime {
+    let runtime = Runtime::<S, T> {
         config,
         log,
+        _sm: std::marker::PhantomData,
         groups: running,
-        sm,
+        apply_tx,
+        apply_thread: Some(apply_thread),
         transport,
         shared: shared.clone(),
         rx,
@@ -186,6 +201,10 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(wait) {
                 Ok(Command::Stop) => break,
+                Ok(Command::Fatal(e)) => {
+                    slog::crit!(self.logger, "raft loop stopping: applying failed"; "error" => %e);
+                    break;
+                }
                 Ok(cmd) => self.handle(cmd),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -194,6 +213,11 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
             for _ in 0..self.config.max_batch {
                 match self.rx.try_recv() {
                     Ok(Command::Stop) => {
+                        stop = true;
+                        break;
+                    }
+                    Ok(Command::Fatal(e)) => {
+                        slog::crit!(self.logger, "raft loop stopping: applying failed"; "error" => %e);
                         stop = true;
                         break;
                     }
@@ -216,8 +240,13 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                 slog::crit!(self.logger, "raft loop stopping on a fatal error"; "error" => %e);
                 break;
             }
+            self.publish_status();
         }
         self.fail_all(RaftError::Stopped);
+        let _ = self.apply_tx.send(ApplyWork::Stop);
+        if let Some(t) = self.apply_thread.take() {
+            let _ = t.join();
+        }
     }
 
     fn fail_all(&mut self, err: RaftError) {
@@ -328,7 +357,14 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                     g.raw.report_snapshot(to, status);
                 }
             }
-            Command::Stop => {}
+            Command::Applied { group, index } => {
+                if let Some(g) = self.groups.get_mut(&group)
+                    && index > g.raw.raft.raft_log.applied
+                {
+                    g.raw.advance_apply_to(index);
+                }
+            }
+            Command::Fatal(_) | Command::Stop => {}
         }
     }
 
@@ -399,7 +435,21 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
             }
             self.transport.send(id, rd.take_messages());
             if !rd.snapshot().is_empty() {
-                self.sm.restore(id, rd.snapshot())?;
+                // The state machine must hold the snapshot before the log records it (a crash
+                // in between would leave the store behind the log's first index), and after
+                // every entry handed to it before: the apply queue is ordered, so wait.
+                let (done, result) = mpsc::channel();
+                let work = ApplyWork::Restore {
+                    group: id,
+                    snapshot: Box::new(rd.snapshot().clone()),
+                    done,
+                };
+                self.apply_tx
+                    .send(work)
+                    .map_err(|_| "the apply thread stopped".to_string())?;
+                result
+                    .recv()
+                    .map_err(|_| "the apply thread stopped".to_string())??;
                 batch.apply_snapshot(id, rd.snapshot().get_metadata().clone());
                 sync = true;
             }
@@ -418,7 +468,7 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                 self.config.id,
                 id,
                 g,
-                &mut self.sm,
+                &self.apply_tx,
                 committed,
                 &mut batch,
                 &mut sync,
@@ -442,7 +492,8 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                 continue;
             };
             self.transport.send(id, rd.take_persisted_messages());
-            let mut light = g.raw.advance(rd);
+            // Applying happens on the apply thread, which reports back (Command::Applied).
+            let mut light = g.raw.advance_append(rd);
             if let Some(commit) = light.commit_index() {
                 after.set_commit(id, commit);
             }
@@ -452,19 +503,17 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                 self.config.id,
                 id,
                 g,
-                &mut self.sm,
+                &self.apply_tx,
                 committed,
                 &mut after,
                 &mut after_sync,
             )?;
-            g.raw.advance_apply();
         }
         if !after.is_empty() {
             self.log
                 .write(after, after_sync)
                 .map_err(|e| format!("persisting the raft log: {e}"))?;
         }
-        self.publish_status();
         Ok(())
     }
 
@@ -487,35 +536,55 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
             if **shared.status.load() != status {
                 shared.status.store(Arc::new(status));
             }
-            shared.applied.send_if_modified(|a| {
-                let changed = *a != raft.raft_log.applied;
-                *a = raft.raft_log.applied;
-                changed
-            });
         }
     }
 }
 
-/// Applies committed entries in order: runs of normal entries go to the state machine in one
-/// call; a configuration change first takes effect in Raft (its conf state joins `batch`,
-/// which is then written synced), then goes to the state machine too.
-fn apply_entries<S: StateMachine>(
+/// Work for the apply thread.
+enum ApplyWork<O> {
+    /// Committed entries of a group, in order, with the waiters of this node's proposals
+    /// among them (by entry index).
+    Entries {
+        group: GroupId,
+        entries: Vec<Entry>,
+        waiters: Vec<(u64, Reply<O>)>,
+    },
+    /// Restore a snapshot; answer when done.
+    Restore {
+        group: GroupId,
+        snapshot: Box<Snapshot>,
+        done: mpsc::Sender<Result<(), String>>,
+    },
+    Stop,
+}
+
+/// Hands committed entries to the apply thread. A configuration change takes effect in Raft
+/// here, at its place in the log (its conf state joins `batch`, which is then written synced);
+/// the state machine gets it too, in order, with everything else.
+fn apply_entries<O>(
     node: u64,
     id: GroupId,
-    g: &mut Group<S::Output>,
-    sm: &mut S,
+    g: &mut Group<O>,
+    apply_tx: &mpsc::Sender<ApplyWork<O>>,
     entries: Vec<Entry>,
     batch: &mut WriteBatch,
     sync: &mut bool,
 ) -> Result<(), String> {
-    let mut start = 0;
-    for i in 0..entries.len() {
-        let kind = entries[i].get_entry_type();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut waiters = Vec::new();
+    for entry in &entries {
+        if let Some(seq) = own_seq(node, &entry.context)
+            && let Some(w) = g.waiters.remove(&seq)
+        {
+            waiters.push((entry.index, w));
+        }
+        let kind = entry.get_entry_type();
         if kind == EntryType::EntryNormal {
             continue;
         }
-        apply_run(node, id, g, sm, &entries[start..i])?;
-        let data = &entries[i].data;
+        let data = &entry.data;
         let result = if kind == EntryType::EntryConfChange {
             ConfChange::parse_from_bytes(data)
                 .map_err(|e| e.to_string())
@@ -533,40 +602,91 @@ fn apply_entries<S: StateMachine>(
             Err(e) => {
                 return Err(format!(
                     "applying a configuration change at {}: {e}",
-                    entries[i].index
+                    entry.index
                 ));
             }
         }
-        apply_run(node, id, g, sm, &entries[i..=i])?;
-        start = i + 1;
     }
-    apply_run(node, id, g, sm, &entries[start..])
+    apply_tx
+        .send(ApplyWork::Entries {
+            group: id,
+            entries,
+            waiters,
+        })
+        .map_err(|_| "the apply thread stopped".to_string())
 }
 
-fn apply_run<S: StateMachine>(
-    node: u64,
-    id: GroupId,
-    g: &mut Group<S::Output>,
-    sm: &mut S,
-    entries: &[Entry],
-) -> Result<(), String> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let outputs = sm.apply(id, entries)?;
-    if outputs.len() != entries.len() {
-        return Err(format!(
-            "state machine answered {} outputs for {} entries",
-            outputs.len(),
-            entries.len()
-        ));
-    }
-    for (entry, output) in entries.iter().zip(outputs) {
-        if let Some(seq) = own_seq(node, &entry.context)
-            && let Some(w) = g.waiters.remove(&seq)
-        {
-            let _ = w.send(Ok(output));
+/// The apply thread: applies committed entries to the state machine in order, answers the
+/// proposers, publishes the applied index and tells the Raft loop (which meanwhile goes on
+/// appending and replicating: applying never holds up the log's fsync).
+fn apply_loop<S: StateMachine>(
+    mut sm: S,
+    work: mpsc::Receiver<ApplyWork<S::Output>>,
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command<S::Output>>,
+) {
+    let fatal = |e: String| {
+        let _ = commands.send(Command::Fatal(e));
+    };
+    while let Ok(item) = work.recv() {
+        match item {
+            ApplyWork::Stop => return,
+            ApplyWork::Restore {
+                group,
+                snapshot,
+                done,
+            } => {
+                let result = sm.restore(group, &snapshot);
+                let index = snapshot.get_metadata().get_index();
+                if result.is_ok()
+                    && let Some(g) = shared.groups.get(&group)
+                {
+                    g.applied.send_if_modified(|a| {
+                        let changed = *a < index;
+                        *a = (*a).max(index);
+                        changed
+                    });
+                }
+                let _ = done.send(result);
+            }
+            ApplyWork::Entries {
+                group,
+                entries,
+                waiters,
+            } => {
+                let outputs = match sm.apply(group, &entries) {
+                    Ok(o) if o.len() == entries.len() => o,
+                    Ok(o) => {
+                        return fatal(format!(
+                            "state machine answered {} outputs for {} entries",
+                            o.len(),
+                            entries.len()
+                        ));
+                    }
+                    Err(e) => return fatal(e),
+                };
+                let mut waiters = waiters.into_iter().peekable();
+                for (entry, output) in entries.iter().zip(outputs) {
+                    if waiters
+                        .peek()
+                        .is_some_and(|(index, _)| *index == entry.index)
+                        && let Some((_, w)) = waiters.next()
+                    {
+                        let _ = w.send(Ok(output));
+                    }
+                }
+                let Some(last) = entries.last().map(|e| e.index) else {
+                    continue;
+                };
+                if let Some(g) = shared.groups.get(&group) {
+                    g.applied.send_if_modified(|a| {
+                        let changed = *a < last;
+                        *a = (*a).max(last);
+                        changed
+                    });
+                }
+                let _ = commands.send(Command::Applied { group, index: last });
+            }
         }
     }
-    Ok(())
 }
