@@ -54,34 +54,7 @@ fn member_added_after_log_compaction_catches_up_by_snapshot_then_is_removed() {
     c.spawn(new, "existing");
 
     // The newcomer serves every key locally once it has caught up.
-    let endpoint = c.voters[new].endpoint();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = Cluster::etcdctl_at(
-            &endpoint,
-            &[
-                "get",
-                "bulk/",
-                "--prefix",
-                "--consistency=s",
-                "--limit=1",
-                "-w",
-                "json",
-            ],
-        );
-        let count = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .ok()
-            .and_then(|v| v["count"].as_u64());
-        if count == Some(400) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "v4 did not catch up (count {count:?}); log:\n{}",
-            c.log_of(new)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.wait_local_count(new, "bulk/", 400, Duration::from_secs(30));
     assert!(
         c.log_of(new).contains("installed a snapshot"),
         "v4 should have caught up by snapshot:\n{}",
@@ -129,33 +102,7 @@ fn a_raft_learner_is_added_catches_up_and_is_promoted() {
     assert!(line.ends_with("true"), "a learner: {line}");
     let id = line.split(',').next().unwrap().to_string();
     // It applies the log like everyone, and reports itself as a learner.
-    let endpoint = c.voters[new].endpoint();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = Cluster::etcdctl_at(
-            &endpoint,
-            &[
-                "get",
-                "bulk/",
-                "--prefix",
-                "--consistency=s",
-                "--limit=1",
-                "-w",
-                "json",
-            ],
-        );
-        let count = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .ok()
-            .and_then(|v| v["count"].as_u64());
-        if count == Some(50) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the learner did not catch up: {count:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.wait_local_count(new, "bulk/", 50, Duration::from_secs(20));
     let status = c.status(new).unwrap();
     assert_eq!(status["isLearner"], true, "{status}");
     // Promotion is the leader's to do; etcdctl may reach a follower, which answers with

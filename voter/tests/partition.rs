@@ -77,32 +77,7 @@ fn isolated_leader_is_replaced_and_the_partition_heals_without_losing_writes() {
 
     cut.heal();
     // Everyone converges: the old leader serves the majority's writes locally.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = Cluster::etcdctl_at(
-            &isolated,
-            &[
-                "get",
-                "during/",
-                "--prefix",
-                "--consistency=s",
-                "--limit=1",
-                "-w",
-                "json",
-            ],
-        );
-        let count = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .ok()
-            .and_then(|v| v["count"].as_u64());
-        if count == Some(20) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the old leader did not catch up: {count:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.wait_local_count(old, "during/", 20, Duration::from_secs(20));
     let all = c.etcdctl(&["get", "", "--from-key", "--keys-only"]);
     assert_eq!(all.lines().filter(|l| !l.is_empty()).count(), 40, "{all}");
     assert!(

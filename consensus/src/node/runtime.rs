@@ -270,56 +270,50 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
         self.next_seq
     }
 
-    fn handle(&mut self, cmd: Command<S::Output>) {
+    /// Proposes through `propose` (an entry or a configuration change) with this node's
+    /// context, and parks `reply` until the entry applies.
+    fn propose(
+        &mut self,
+        group: GroupId,
+        reply: Reply<S::Output>,
+        propose: impl FnOnce(&mut RawNode<GroupStorage>, Vec<u8>) -> raft::Result<()>,
+    ) {
         let node = self.config.id;
+        let seq = self.seq();
+        let Some(g) = self.groups.get_mut(&group) else {
+            let _ = reply.send(Err(RaftError::UnknownGroup(group)));
+            return;
+        };
+        if g.raw.raft.leader_id == 0 {
+            let _ = reply.send(Err(RaftError::NoLeader));
+            return;
+        }
+        match propose(&mut g.raw, context(node, seq)) {
+            Ok(()) => {
+                g.waiters.insert(seq, reply);
+            }
+            Err(raft::Error::ProposalDropped) => {
+                let _ = reply.send(Err(RaftError::Dropped));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(RaftError::Raft(e.to_string())));
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Command<S::Output>) {
         match cmd {
             Command::Propose { group, data, reply } => {
-                let seq = self.seq();
-                let Some(g) = self.groups.get_mut(&group) else {
-                    let _ = reply.send(Err(RaftError::UnknownGroup(group)));
-                    return;
-                };
-                if g.raw.raft.leader_id == 0 {
-                    let _ = reply.send(Err(RaftError::NoLeader));
-                    return;
-                }
-                match g.raw.propose(context(node, seq), data) {
-                    Ok(()) => {
-                        g.waiters.insert(seq, reply);
-                    }
-                    Err(raft::Error::ProposalDropped) => {
-                        let _ = reply.send(Err(RaftError::Dropped));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(RaftError::Raft(e.to_string())));
-                    }
-                }
+                self.propose(group, reply, |raw, ctx| raw.propose(ctx, data));
             }
             Command::ConfChange {
                 group,
                 change,
                 reply,
             } => {
-                let seq = self.seq();
-                let Some(g) = self.groups.get_mut(&group) else {
-                    let _ = reply.send(Err(RaftError::UnknownGroup(group)));
-                    return;
-                };
-                if g.raw.raft.leader_id == 0 {
-                    let _ = reply.send(Err(RaftError::NoLeader));
-                    return;
-                }
-                match g.raw.propose_conf_change(context(node, seq), change) {
-                    Ok(()) => {
-                        g.waiters.insert(seq, reply);
-                    }
-                    Err(raft::Error::ProposalDropped) => {
-                        let _ = reply.send(Err(RaftError::Dropped));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(RaftError::Raft(e.to_string())));
-                    }
-                }
+                self.propose(group, reply, |raw, ctx| {
+                    raw.propose_conf_change(ctx, change)
+                });
             }
             Command::ReadIndex { group, reply } => match self.groups.get_mut(&group) {
                 None => {

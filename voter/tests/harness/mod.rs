@@ -266,6 +266,40 @@ impl Cluster {
         }
     }
 
+    /// How many keys under `prefix` voter `i` serves from its own state (serializable).
+    pub fn local_count(&self, i: usize, prefix: &str) -> Option<u64> {
+        let args = [
+            "get",
+            prefix,
+            "--prefix",
+            "--consistency=s",
+            "--limit=1",
+            "-w",
+            "json",
+        ];
+        let out = Self::etcdctl_at(&self.voters[i].endpoint(), &args);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()?["count"].as_u64()
+    }
+
+    /// Waits until voter `i` serves `n` keys under `prefix` locally; panics with its log if
+    /// it does not within `timeout`.
+    pub fn wait_local_count(&self, i: usize, prefix: &str, n: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let count = self.local_count(i, prefix);
+            if count == Some(n) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} serves {count:?} keys under {prefix:?}, not {n}; log:\n{}",
+                self.voters[i].name,
+                self.log_of(i)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The log of voter `i`.
     pub fn log_of(&self, i: usize) -> String {
         std::fs::read_to_string(&self.voters[i].log).unwrap_or_default()

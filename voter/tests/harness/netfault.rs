@@ -14,6 +14,7 @@ fn iptables(action: &str, rule: &[String]) -> bool {
         .arg(action)
         .arg("INPUT")
         .args(rule)
+        .stderr(std::process::Stdio::null())
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
