@@ -294,8 +294,13 @@ async fn hand_off_leadership(voter: &VoterNode) {
     }
 }
 
+/// Accepted connections with TCP_NODELAY set: `serve_with_incoming_shutdown` ignores the
+/// builder's `tcp_nodelay`, and without it small responses wait for delayed ACKs (a flat
+/// ~40 ms on reads under load).
 fn tokio_stream_listener(
     listener: tokio::net::TcpListener,
-) -> tokio_stream::wrappers::TcpListenerStream {
-    tokio_stream::wrappers::TcpListenerStream::new(listener)
+) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(30)))
 }
