@@ -105,6 +105,16 @@ mod tests {
                 "etcdserver: requested lease not found",
             ),
             (
+                StoreError::LeaseExists,
+                Code::FailedPrecondition,
+                "etcdserver: lease already exists",
+            ),
+            (
+                StoreError::LeaseTtlTooLarge,
+                Code::OutOfRange,
+                "etcdserver: too large lease TTL",
+            ),
+            (
                 StoreError::EmptyKey,
                 Code::InvalidArgument,
                 "etcdserver: key is not provided",
