@@ -83,12 +83,30 @@ impl GroupStorage {
 
     /// Index of the last entry in the log; `first_index - 1` when it is empty.
     pub fn last_index(&self) -> Result<u64, LogStoreError> {
+        if let Some((_, last)) = self.shared.pending().bounds(self.group) {
+            return Ok(last);
+        }
         let truncated = self.shared.truncated(self.group)?;
         Ok(self.shared.last_index(self.group, &truncated))
     }
 
     /// Term of the entry at `index`, for `index` in `[first_index - 1, last_index]`.
     pub fn term(&self, index: u64) -> Result<u64, LogStoreError> {
+        {
+            let pending = self.shared.pending();
+            if let Some((first, last)) = pending.bounds(self.group)
+                && index >= first
+            {
+                return match pending.get(self.group, index) {
+                    Some(entry) => Ok(entry.term),
+                    None => Err(LogStoreError::Unavailable {
+                        group: self.group,
+                        index,
+                        last_index: last,
+                    }),
+                };
+            }
+        }
         self.shared.term(self.group, index)
     }
 
@@ -100,7 +118,42 @@ impl GroupStorage {
         high: u64,
         max_size: Option<u64>,
     ) -> Result<Vec<Entry>, LogStoreError> {
-        self.shared.entries(self.group, low, high, max_size)
+        // Held across the engine read so that a write landing meanwhile cannot release
+        // entries between the two halves (the engine has them by then anyway).
+        let pending = self.shared.pending();
+        let Some((first, last)) = pending.bounds(self.group) else {
+            return self.shared.entries(self.group, low, high, max_size);
+        };
+        if low > high {
+            return Err(LogStoreError::InvalidRange {
+                group: self.group,
+                low,
+                high,
+            });
+        }
+        if high > last + 1 {
+            return Err(LogStoreError::Unavailable {
+                group: self.group,
+                index: high - 1,
+                last_index: last,
+            });
+        }
+        let mut entries = Vec::new();
+        if low < first {
+            let engine_high = high.min(first);
+            entries = self
+                .shared
+                .entries(self.group, low, engine_high, max_size)?;
+            if (entries.len() as u64) < engine_high - low {
+                // Cut by `max_size` already.
+                return Ok(entries);
+            }
+        }
+        if high > first {
+            entries.extend(pending.range(self.group, low.max(first), high));
+        }
+        raft::util::limit_size(&mut entries, max_size);
+        Ok(entries)
     }
 }
 

@@ -36,6 +36,10 @@
 //! - One process opens a directory at a time (raft-engine locks it).
 //! - [`GroupStorage`] reads see a write once [`LogStore::write`] has returned;
 //!   readers racing a write of the same group may see either side of it.
+//! - For raft-rs's asynchronous Ready (`advance_append_async`), a Ready's entries
+//!   are made readable first with [`LogStore::stage_pending`] and written later,
+//!   by another thread, with [`LogStore::write_pending`]; `GroupStorage` serves
+//!   them from memory in between.
 //!
 //! # The Ready loop
 //!
@@ -131,6 +135,7 @@ mod group_storage;
 mod layout;
 mod log_store;
 pub mod node;
+mod pending;
 mod shared;
 mod snapshot_provider;
 mod staging;

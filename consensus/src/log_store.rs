@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use raft::eraftpb::{ConfState, HardState, SnapshotMetadata};
+use raft::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
 use raft_engine::{Command, Engine, LogBatch};
 
 use crate::config::LogStoreConfig;
@@ -100,10 +100,35 @@ impl LogStore {
                 Op::Append(entries) => self
                     .shared
                     .update_terms(*group, |terms| terms.append(entries)),
-                Op::Snapshot(_) => self.shared.update_terms(*group, |terms| terms.clear()),
+                Op::Snapshot(_) => {
+                    self.shared.update_terms(*group, |terms| terms.clear());
+                    self.shared.pending().clear(*group);
+                }
                 Op::HardState(_) | Op::Commit(_) | Op::ConfState(_) => {}
             }
         }
+        Ok(written)
+    }
+
+    /// Makes `entries` of `group` readable through [`GroupStorage`] now, ahead of the write
+    /// that will carry them ([`LogStore::write_pending`] with the same `ticket`; tickets
+    /// grow by write). Entries already pending at or above the first new index are replaced,
+    /// as an append replaces them in the log. Call before raft-rs's `advance_append_async`.
+    pub fn stage_pending(&self, group: u64, entries: &[Entry], ticket: u64) {
+        self.shared.pending().append(group, entries, ticket);
+    }
+
+    /// [`LogStore::write`], then forgets the pending entries of this write and of every
+    /// earlier ticket: from now on [`GroupStorage`] reads them from the engine. On error
+    /// they stay pending (the caller stops: the log cannot be persisted).
+    pub fn write_pending(
+        &self,
+        batch: WriteBatch,
+        sync: bool,
+        ticket: u64,
+    ) -> Result<usize, LogStoreError> {
+        let written = self.write(batch, sync)?;
+        self.shared.pending().release(ticket);
         Ok(written)
     }
 

@@ -12,6 +12,7 @@ use crate::error::LogStoreError;
 use crate::layout::{
     CONF_STATE_KEY, EntryExt, HARD_STATE_KEY, SNAPSHOT_META_KEY, TRUNCATED_KEY, TruncatedState,
 };
+use crate::pending::Pending;
 use crate::term_cache::TermCache;
 
 /// How many entry locations to ask raft-engine for at once: it allocates room
@@ -29,6 +30,8 @@ pub(crate) struct Shared {
     write_lock: Mutex<()>,
     /// Per-group terms of recent entries, so `term()` avoids disk reads.
     terms: RwLock<HashMap<u64, TermCache>>,
+    /// Entries handed to a writer and not yet written, readable through `GroupStorage`.
+    pending: Mutex<Pending>,
 }
 
 impl Shared {
@@ -46,6 +49,7 @@ impl Shared {
             engine,
             write_lock: Mutex::new(()),
             terms: RwLock::new(terms),
+            pending: Mutex::new(Pending::default()),
         })
     }
 
@@ -55,6 +59,12 @@ impl Shared {
         self.write_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The pending entries; a poisoned lock is taken anyway (every change to them is one
+    /// call that cannot panic half-way through in a way that breaks their order).
+    pub(crate) fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `f` on `group`'s term cache.

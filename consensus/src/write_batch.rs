@@ -88,6 +88,11 @@ impl WriteBatch {
         self.ops.push((group, Op::Snapshot(metadata)));
     }
 
+    /// Appends `other`'s operations after this batch's.
+    pub(crate) fn extend(&mut self, other: WriteBatch) {
+        self.ops.extend(other.ops);
+    }
+
     /// The recorded operations, in order.
     pub(crate) fn ops(&self) -> &[(u64, Op)] {
         &self.ops

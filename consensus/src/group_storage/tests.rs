@@ -584,3 +584,68 @@ fn purge_reports_groups_to_compact_and_frees_space() {
     assert_eq!(raft_entries(&two, 200, 201, NO_LIMIT), Ok(vec![big(200)]));
     assert_eq!(Storage::term(&store.group_storage(1), 64), Ok(1));
 }
+
+#[test]
+fn pending_entries_read_before_their_write_lands_and_shadow_the_engine() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let storage = store.group_storage(1);
+    append(&store, 1, entries(1..=5, 1));
+
+    // Staged for write 1: readable at once, engine untouched.
+    store.stage_pending(1, &entries(6..=8, 1), 1);
+    assert_eq!(storage.last_index().expect("last"), 8);
+    assert_eq!(Storage::term(&storage, 7).expect("term"), 1);
+    assert_eq!(
+        raft_entries(&storage, 4, 9, NO_LIMIT).expect("entries"),
+        entries(4..=8, 1)
+    );
+    assert_eq!(
+        store.group_storage(1).entries(1, 9, None).expect("e").len(),
+        8
+    );
+    assert_eq!(Storage::term(&storage, 9).unwrap_err(), unavailable());
+
+    // A conflicting append at 4 (write 2) shadows the engine's 4..=5 and the pending 6..=8.
+    store.stage_pending(1, &entries(4..=4, 2), 2);
+    assert_eq!(storage.last_index().expect("last"), 4);
+    assert_eq!(
+        raft_entries(&storage, 1, 5, NO_LIMIT).expect("entries")[3],
+        entry(4, 2)
+    );
+    assert_eq!(Storage::term(&storage, 5).unwrap_err(), unavailable());
+
+    // A size limit cutting inside the engine's part returns that part only.
+    let one = u64::from(entry(1, 1).compute_size());
+    assert_eq!(
+        raft_entries(&storage, 1, 5, one).expect("entries"),
+        entries(1..=1, 1)
+    );
+
+    // Write 1 lands (6..=8 of term 1): the pending 4 of term 2 still shadows it.
+    let mut first = WriteBatch::new();
+    first.append(1, entries(6..=8, 1));
+    store.write_pending(first, true, 1).expect("write 1");
+    assert_eq!(storage.last_index().expect("last"), 4);
+    assert_eq!(Storage::term(&storage, 4).expect("term"), 2);
+
+    // Write 2 lands: the engine now holds exactly what was read.
+    let mut second = WriteBatch::new();
+    second.append(1, entries(4..=4, 2));
+    store.write_pending(second, true, 2).expect("write 2");
+    assert_eq!(storage.last_index().expect("last"), 4);
+    let mut expect = entries(1..=3, 1);
+    expect.push(entry(4, 2));
+    assert_eq!(
+        raft_entries(&storage, 1, 5, NO_LIMIT).expect("entries"),
+        expect
+    );
+
+    // Reopened, the engine agrees.
+    drop((storage, store));
+    let store = open(dir.path());
+    assert_eq!(
+        raft_entries(&store.group_storage(1), 1, 5, NO_LIMIT).expect("entries"),
+        expect
+    );
+}

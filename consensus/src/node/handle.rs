@@ -67,7 +67,11 @@ pub(crate) enum Command<O> {
         group: GroupId,
         index: u64,
     },
-    /// The apply thread failed: the node must stop.
+    /// The persist thread wrote the changes of these Readies `(group, ready number)`.
+    Persisted {
+        readies: Vec<(GroupId, u64)>,
+    },
+    /// The apply or persist thread failed: the node must stop.
     Fatal(String),
     Stop,
 }

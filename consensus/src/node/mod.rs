@@ -1,15 +1,21 @@
 //! The Raft node: every group of this node driven by one thread running raft-rs's Ready loop,
 //! and the async [`RaftHandle`] the rest of the server talks to.
 //!
-//! One loop iteration: take commands (proposals, read requests, peer messages) until the
-//! queue is empty or a batch is full, tick on time, then for every group with a Ready: send
-//! the messages that need no persistence, apply committed entries, collect new entries and
-//! hard states into ONE [`WriteBatch`] for all groups, write it (one fsync), send the
-//! persisted messages, advance. Many client requests thus share one append and one fsync
+//! One loop iteration: take commands (proposals, read requests, peer messages, persist
+//! reports) until the queue is empty or a batch is full, tick on time, then for every group
+//! with a Ready: send the messages that need no persistence, hand committed entries to the
+//! apply thread, stage new entries and collect them with hard states into ONE
+//! [`WriteBatch`](crate::WriteBatch) for all groups, queue it for the persist thread and
+//! advance asynchronously. The Raft thread never waits for the disk: the persist thread
+//! merges everything queued into one raft-engine write (one fsync), then reports back, and
+//! only then are the Readies' persisted messages sent (a follower acknowledges entries only
+//! once they are durable). Many client requests thus share one append and one fsync
 //! (proposal batching), and the leader keeps up to `max_inflight_msgs` appends in flight per
-//! follower (pipelining).
+//! follower (pipelining). Installing a snapshot, and writing a configuration change's conf
+//! state, are the two places the Raft thread still waits for a write: both are rare.
 
 mod handle;
+mod persist;
 mod runtime;
 
 use std::time::Duration;
@@ -17,6 +23,7 @@ use std::time::Duration;
 use raft::eraftpb::{Entry, Message, Snapshot};
 
 pub use handle::{GroupStatus, RaftHandle};
+pub use persist::PersistHook;
 pub use runtime::{GroupBootstrap, start};
 
 /// A Raft group id.
@@ -39,6 +46,8 @@ pub struct NodeConfig {
     pub max_size_per_msg: u64,
     /// Commands taken per loop iteration before the Ready pass.
     pub max_batch: usize,
+    /// Fault injection for tests: runs before every write of the log (None in production).
+    pub persist_hook: Option<PersistHook>,
 }
 
 impl Default for NodeConfig {
@@ -51,6 +60,7 @@ impl Default for NodeConfig {
             max_inflight_msgs: 256,
             max_size_per_msg: 1 << 20,
             max_batch: 4096,
+            persist_hook: None,
         }
     }
 }

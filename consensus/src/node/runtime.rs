@@ -1,6 +1,6 @@
 //! The Raft loop: one thread drives every group of the node (see the module doc of `node`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
@@ -8,11 +8,12 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Snapshot};
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, Snapshot};
 use raft::{Config, RawNode, ReadOnlyOption, SnapshotStatus, StateRole};
 use tokio::sync::{oneshot, watch};
 
 use super::handle::{Command, GroupStatus, RaftHandle, Shared, SharedGroup};
+use super::persist::{Job, PersistWork, persist_loop};
 use super::{GroupId, NodeConfig, RaftError, StateMachine, Transport};
 use crate::{GroupStorage, LogStore, SnapshotProvider, WriteBatch};
 
@@ -44,6 +45,8 @@ struct Group<O> {
     reads_inflight: HashMap<u64, (Instant, Vec<Reply<u64>>)>,
     /// The leader as of the last Ready (reads fail when it changes).
     leader: u64,
+    /// Persisted messages of Readies whose changes are still being written, by Ready number.
+    held: VecDeque<(u64, Vec<Message>)>,
 }
 
 struct Runtime<S: StateMachine, T> {
@@ -56,6 +59,14 @@ struct Runtime<S: StateMachine, T> {
     apply_tx: mpsc::Sender<ApplyWork<S::Output>>,
     /// The apply thread (joined on stop).
     apply_thread: Option<JoinHandle<()>>,
+    /// Work for the persist thread, in Ready order.
+    persist_tx: mpsc::Sender<PersistWork>,
+    /// The persist thread (joined on stop).
+    persist_thread: Option<JoinHandle<()>>,
+    /// The ticket entries staged now are written under; grows with every job.
+    ticket: u64,
+    /// Jobs queued for the persist thread and not yet reported written.
+    inflight: usize,
     transport: T,
     shared: Arc<Shared>,
     rx: Receiver<Command<S::Output>>,
@@ -136,6 +147,7 @@ pub fn start<S: StateMachine, T: Transport>(
                 reads_pending: Vec::new(),
                 reads_inflight: HashMap::new(),
                 leader: 0,
+                held: VecDeque::new(),
             },
         );
     }
@@ -156,6 +168,14 @@ pub fn start<S: StateMachine, T: Transport>(
             .spawn(move || apply_loop(sm, apply_rx, shared, commands))
             .map_err(|e| RaftError::Raft(format!("spawning the apply thread: {e}")))?
     };
+    let (persist_tx, persist_rx) = mpsc::channel();
+    let persist_thread = {
+        let (log, commands, hook) = (log.clone(), handle.tx.clone(), config.persist_hook.clone());
+        std::thread::Builder::new()
+            .name("raft-persist".into())
+            .spawn(move || persist_loop(log, persist_rx, commands, hook))
+            .map_err(|e| RaftError::Raft(format!("spawning the persist thread: {e}")))?
+    };
     let transport = make_transport(handle.clone());
     let runtime = Runtime::<S, T> {
         config,
@@ -164,6 +184,10 @@ pub fn start<S: StateMachine, T: Transport>(
         groups: running,
         apply_tx,
         apply_thread: Some(apply_thread),
+        persist_tx,
+        persist_thread: Some(persist_thread),
+        ticket: 1,
+        inflight: 0,
         transport,
         shared: shared.clone(),
         rx,
@@ -243,6 +267,11 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
             self.publish_status();
         }
         self.fail_all(RaftError::Stopped);
+        // Whatever was queued is written before the persist thread ends.
+        let _ = self.persist_tx.send(PersistWork::Stop);
+        if let Some(t) = self.persist_thread.take() {
+            let _ = t.join();
+        }
         let _ = self.apply_tx.send(ApplyWork::Stop);
         if let Some(t) = self.apply_thread.take() {
             let _ = t.join();
@@ -358,8 +387,63 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                     g.raw.advance_apply_to(index);
                 }
             }
+            Command::Persisted { readies } => {
+                self.inflight = self.inflight.saturating_sub(1);
+                for (group, number) in readies {
+                    self.persisted(group, number);
+                }
+            }
             Command::Fatal(_) | Command::Stop => {}
         }
+    }
+
+    /// Every Ready of `group` up to `number` is durable: tell Raft, and send the messages
+    /// that waited for it.
+    fn persisted(&mut self, group: GroupId, number: u64) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        g.raw.on_persist_ready(number);
+        while g.held.front().is_some_and(|(n, _)| *n <= number) {
+            if let Some((_, msgs)) = g.held.pop_front() {
+                self.transport.send(group, msgs);
+            }
+        }
+    }
+
+    /// Queues `batch` (entries staged under the current ticket) for the persist thread;
+    /// with `wait`, returns once it (and so everything queued before) is written.
+    fn submit(
+        &mut self,
+        batch: WriteBatch,
+        sync: bool,
+        readies: Vec<(GroupId, u64)>,
+        wait: bool,
+    ) -> Result<(), String> {
+        let (done, written) = if wait {
+            let (tx, rx) = mpsc::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let job = Job {
+            batch,
+            sync,
+            ticket: self.ticket,
+            readies,
+            done,
+        };
+        self.ticket += 1;
+        self.inflight += 1;
+        self.persist_tx
+            .send(PersistWork::Job(job))
+            .map_err(|_| "the persist thread stopped".to_string())?;
+        if let Some(written) = written {
+            written
+                .recv()
+                .map_err(|_| "the persist thread stopped".to_string())?;
+        }
+        Ok(())
     }
 
     /// One ReadIndex per group for every read that arrived since the last one; batches that
@@ -427,26 +511,8 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                 }
                 g.leader = ss.leader_id;
             }
+            // A leader's messages go out before its own write (Raft thesis 10.2.1).
             self.transport.send(id, rd.take_messages());
-            if !rd.snapshot().is_empty() {
-                // The state machine must hold the snapshot before the log records it (a crash
-                // in between would leave the store behind the log's first index), and after
-                // every entry handed to it before: the apply queue is ordered, so wait.
-                let (done, result) = mpsc::channel();
-                let work = ApplyWork::Restore {
-                    group: id,
-                    snapshot: Box::new(rd.snapshot().clone()),
-                    done,
-                };
-                self.apply_tx
-                    .send(work)
-                    .map_err(|_| "the apply thread stopped".to_string())?;
-                result
-                    .recv()
-                    .map_err(|_| "the apply thread stopped".to_string())??;
-                batch.apply_snapshot(id, rd.snapshot().get_metadata().clone());
-                sync = true;
-            }
             for rs in rd.take_read_states() {
                 let Some(seq) = own_seq(self.config.id, &rs.request_ctx) else {
                     continue;
@@ -457,57 +523,82 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                     }
                 }
             }
+            if !rd.snapshot().is_empty() {
+                // Queue what this pass collected so far, then install synchronously.
+                let collected = std::mem::take(&mut batch);
+                let sync_so_far = std::mem::replace(&mut sync, false);
+                self.submit(collected, sync_so_far, std::mem::take(&mut readies), true)?;
+                self.install_snapshot(id, rd)?;
+                continue;
+            }
+            // Committed entries are at most the persisted index: applying never runs ahead
+            // of the local log.
             let committed = rd.take_committed_entries();
-            apply_entries(
-                self.config.id,
-                id,
-                g,
-                &self.apply_tx,
-                committed,
-                &mut batch,
-                &mut sync,
-            )?;
-            batch.append(id, rd.take_entries());
+            apply_entries(self.config.id, id, g, &self.apply_tx, &self.log, committed)?;
+            let entries = rd.take_entries();
+            // Readable by Raft before `advance_append_async` forgets them.
+            self.log.stage_pending(id, &entries, self.ticket);
+            batch.append(id, entries);
             if let Some(hs) = rd.hs() {
                 batch.set_hard_state(id, hs.clone());
             }
             sync |= rd.must_sync();
-            readies.push((id, rd));
-        }
-        if !batch.is_empty() {
-            self.log
-                .write(batch, sync)
-                .map_err(|e| format!("persisting the raft log: {e}"))?;
-        }
-        let mut after = WriteBatch::new();
-        let mut after_sync = false;
-        for (id, mut rd) in readies {
-            let Some(g) = self.groups.get_mut(&id) else {
-                continue;
-            };
-            self.transport.send(id, rd.take_persisted_messages());
-            // Applying happens on the apply thread, which reports back (Command::Applied).
-            let mut light = g.raw.advance_append(rd);
-            if let Some(commit) = light.commit_index() {
-                after.set_commit(id, commit);
+            let number = rd.number();
+            let msgs = rd.take_persisted_messages();
+            if !msgs.is_empty() {
+                g.held.push_back((number, msgs));
             }
-            self.transport.send(id, light.take_messages());
-            let committed = light.take_committed_entries();
-            apply_entries(
-                self.config.id,
-                id,
-                g,
-                &self.apply_tx,
-                committed,
-                &mut after,
-                &mut after_sync,
-            )?;
+            g.raw.advance_append_async(rd);
+            readies.push((id, number));
         }
-        if !after.is_empty() {
-            self.log
-                .write(after, after_sync)
-                .map_err(|e| format!("persisting the raft log: {e}"))?;
+        if readies.is_empty() {
+            return Ok(());
         }
+        if batch.is_empty() && self.inflight == 0 {
+            // Nothing to write and nothing being written: these Readies are durable already.
+            for (id, number) in readies {
+                self.persisted(id, number);
+            }
+            return Ok(());
+        }
+        self.submit(batch, sync, readies, false)
+    }
+
+    /// Installs the snapshot of `rd` (every earlier write has landed): the state machine
+    /// first (a crash in between leaves the store ahead of the log, never behind its first
+    /// index), in order after every entry handed to it before, then the log.
+    fn install_snapshot(&mut self, id: GroupId, mut rd: raft::Ready) -> Result<(), String> {
+        let (done, result) = mpsc::channel();
+        let work = ApplyWork::Restore {
+            group: id,
+            snapshot: Box::new(rd.snapshot().clone()),
+            done,
+        };
+        self.apply_tx
+            .send(work)
+            .map_err(|_| "the apply thread stopped".to_string())?;
+        result
+            .recv()
+            .map_err(|_| "the apply thread stopped".to_string())??;
+        let mut batch = WriteBatch::new();
+        batch.apply_snapshot(id, rd.snapshot().get_metadata().clone());
+        batch.append(id, rd.take_entries());
+        if let Some(hs) = rd.hs() {
+            batch.set_hard_state(id, hs.clone());
+        }
+        self.log
+            .write(batch, true)
+            .map_err(|e| format!("persisting the raft log: {e}"))?;
+        let Some(g) = self.groups.get_mut(&id) else {
+            return Ok(());
+        };
+        let committed = rd.take_committed_entries();
+        apply_entries(self.config.id, id, g, &self.apply_tx, &self.log, committed)?;
+        let number = rd.number();
+        let msgs = rd.take_persisted_messages();
+        g.raw.advance_append_async(rd);
+        self.persisted(id, number);
+        self.transport.send(id, msgs);
         Ok(())
     }
 
@@ -553,20 +644,21 @@ enum ApplyWork<O> {
 }
 
 /// Hands committed entries to the apply thread. A configuration change takes effect in Raft
-/// here, at its place in the log (its conf state joins `batch`, which is then written synced);
+/// here, at its place in the log, and its conf state is written (synced) before the state
+/// machine sees the change, so a restart never finds the store ahead of the log's conf state;
 /// the state machine gets it too, in order, with everything else.
 fn apply_entries<O>(
     node: u64,
     id: GroupId,
     g: &mut Group<O>,
     apply_tx: &mpsc::Sender<ApplyWork<O>>,
+    log: &crate::LogStore,
     entries: Vec<Entry>,
-    batch: &mut WriteBatch,
-    sync: &mut bool,
 ) -> Result<(), String> {
     if entries.is_empty() {
         return Ok(());
     }
+    let mut batch = WriteBatch::new();
     let mut waiters = Vec::new();
     for entry in &entries {
         if let Some(seq) = own_seq(node, &entry.context)
@@ -589,10 +681,7 @@ fn apply_entries<O>(
                 .and_then(|cc| g.raw.apply_conf_change(&cc).map_err(|e| e.to_string()))
         };
         match result {
-            Ok(cs) => {
-                batch.set_conf_state(id, cs);
-                *sync = true;
-            }
+            Ok(cs) => batch.set_conf_state(id, cs),
             Err(e) => {
                 return Err(format!(
                     "applying a configuration change at {}: {e}",
@@ -600,6 +689,10 @@ fn apply_entries<O>(
                 ));
             }
         }
+    }
+    if !batch.is_empty() {
+        log.write(batch, true)
+            .map_err(|e| format!("persisting a conf state: {e}"))?;
     }
     apply_tx
         .send(ApplyWork::Entries {
