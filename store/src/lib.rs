@@ -24,6 +24,7 @@ mod mvcc;
 mod snapshot;
 mod store;
 mod txn;
+mod watch;
 
 pub use apply::{Applied, ApplyEntry, Response};
 pub use compact::CompactStep;
@@ -34,3 +35,4 @@ pub use mvcc::{GroupState, RangeResult};
 pub use snapshot::{SnapshotError, SnapshotReader};
 pub use store::{ReadView, Store, StoreOptions};
 pub use txn::{MAX_TXN_OPS, is_txn_read_only, validate_txn};
+pub use watch::{EventBatch, EventLimits, KeyRange};
