@@ -1,4 +1,4 @@
-//! etcd's v3 gRPC services (KV, Maintenance, Cluster, and the gRPC health service) over an
+//! etcd's v3 gRPC services (KV, Maintenance, Cluster, Lease, and the gRPC health service) over an
 //! [`EtcdNode`], the handle that voters and learners each implement.
 //!
 //! The layering is etcd's `v3rpc`: a service validates the request with the store's checks,
@@ -14,6 +14,7 @@
 mod cluster;
 pub mod error;
 mod kv;
+mod lease;
 mod limits;
 mod maintenance;
 mod node;
@@ -21,6 +22,7 @@ mod server;
 
 pub use cluster::ClusterService;
 pub use kv::KvService;
+pub use lease::LeaseService;
 pub use limits::{
     ApiConfig, DEFAULT_MAX_REQUEST_BYTES, GRPC_OVERHEAD_BYTES, check_request_size, raft_request_len,
 };

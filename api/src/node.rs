@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use mango_proto::etcdserverpb::{AlarmMember, Member, ResponseHeader};
+use mango_proto::etcdserverpb::{AlarmMember, LeaseGrantResponse, Member, ResponseHeader};
 use mango_proto::mangopb::raft_request::Request;
 use mango_store::backend::redb::RedbSnapshot;
 use mango_store::{ReadView, Response, SnapshotReader, StoreError};
@@ -147,4 +147,21 @@ pub trait EtcdNode: Send + Sync + 'static {
 
     /// Clears an alarm (etcd's `alarm disarm`).
     fn disarm(&self, alarm: AlarmMember) -> impl Future<Output = Result<(), NodeError>> + Send;
+
+    /// Grants a lease through Raft. `id` 0 lets the node choose one (positive, unique); a TTL
+    /// below the cluster's minimum is raised to it, as etcd's lessor does.
+    fn lease_grant(
+        &self,
+        id: i64,
+        ttl: i64,
+    ) -> impl Future<Output = Result<LeaseGrantResponse, NodeError>> + Send;
+
+    /// A keep-alive of lease `id`, answered by the leader's lessor (forwarded there when this
+    /// node is not the leader): the TTL it now has. A lease that does not exist or already
+    /// expired answers `NodeError::Store(StoreError::LeaseNotFound)`.
+    fn lease_renew(&self, id: i64) -> impl Future<Output = Result<i64, NodeError>> + Send;
+
+    /// Seconds left of lease `id` by the leader's lessor (forwarded as `lease_renew` is);
+    /// `LeaseNotFound` as for `lease_renew`.
+    fn lease_remaining(&self, id: i64) -> impl Future<Output = Result<i64, NodeError>> + Send;
 }

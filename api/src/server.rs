@@ -1,4 +1,4 @@
-//! Assembles the services into one gRPC server: KV, Maintenance, Cluster and the standard
+//! Assembles the services into one gRPC server: KV, Maintenance, Cluster, Lease and the standard
 //! gRPC health service, with etcd's message size limits.
 
 use std::future::Future;
@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use mango_proto::etcdserverpb::cluster_server::ClusterServer;
 use mango_proto::etcdserverpb::kv_server::KvServer;
+use mango_proto::etcdserverpb::lease_server::LeaseServer;
 use mango_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -15,6 +16,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::cluster::ClusterService;
 use crate::kv::KvService;
+use crate::lease::LeaseService;
 use crate::limits::ApiConfig;
 use crate::maintenance::MaintenanceService;
 use crate::node::EtcdNode;
@@ -32,13 +34,17 @@ pub fn routes<N: EtcdNode>(node: Arc<N>, config: &ApiConfig) -> (Routes, HealthR
     let maintenance = MaintenanceServer::new(MaintenanceService::new(node.clone()))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(usize::MAX);
-    let cluster = ClusterServer::new(ClusterService::new(node))
+    let cluster = ClusterServer::new(ClusterService::new(node.clone()))
+        .max_decoding_message_size(max_decoding)
+        .max_encoding_message_size(usize::MAX);
+    let lease = LeaseServer::new(LeaseService::new(node))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(usize::MAX);
     let (reporter, health) = tonic_health::server::health_reporter();
     let routes = Routes::new(kv)
         .add_service(maintenance)
         .add_service(cluster)
+        .add_service(lease)
         .add_service(health);
     (routes, reporter)
 }

@@ -62,6 +62,10 @@ pub struct Config {
     /// Largest request a client may send, in bytes.
     #[arg(long, default_value_t = 1_572_864)]
     pub max_request_bytes: usize,
+    /// How often the leader checkpoints leases' remaining TTLs through Raft, in milliseconds
+    /// (etcd's 5 minutes; lower it to exercise failover in tests).
+    #[arg(long, default_value_t = 300_000, hide = true)]
+    pub lease_checkpoint_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -123,7 +127,8 @@ impl Config {
             snapshot_catchup_entries,
             heartbeat_interval,
             election_timeout,
-            max_request_bytes
+            max_request_bytes,
+            lease_checkpoint_interval_ms
         );
         from_file.config_file = from_args.config_file;
         Ok(from_file)

@@ -2,6 +2,8 @@
 //! and the server wiring. The binary only parses flags and calls [`server::run`].
 
 pub mod config;
+pub mod leases;
+pub mod lessor;
 mod logging;
 pub mod machine;
 pub mod node;

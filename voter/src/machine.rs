@@ -35,6 +35,8 @@ pub struct StoreMachine {
     /// Where peers are: kept in step with the member registry as changes apply, on every
     /// node, so the leader can reach a member added through any other node.
     pub peers: PeerUrls,
+    /// The lessor: a grant applied on the leader starts its clock.
+    pub lessor: Arc<crate::lessor::Lessor>,
 }
 
 /// Converts a configuration change entry to the membership change it carries.
@@ -110,6 +112,9 @@ impl StateMachine for StoreMachine {
                         .map(|a| a.result)
                         .unwrap_or(Ok(Response::Empty));
                     compacted |= matches!(a, Ok(Response::Compaction(_)));
+                    if let Ok(Response::LeaseGrant(g)) = &a {
+                        self.lessor.granted(g.id, g.ttl, std::time::Instant::now());
+                    }
                     outputs.push(a);
                 }
                 // Already applied before a restart: nobody waits for it.

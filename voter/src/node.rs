@@ -7,7 +7,9 @@ use mango_api::{EtcdNode, NodeError, NodeStatus};
 use mango_consensus::node::{RaftError, RaftHandle};
 use mango_consensus::transport::PeerUrls;
 use mango_proto::etcdserverpb::alarm_request::AlarmAction;
-use mango_proto::etcdserverpb::{AlarmMember, AlarmRequest, AlarmType, Member, ResponseHeader};
+use mango_proto::etcdserverpb::{
+    AlarmMember, AlarmRequest, AlarmType, LeaseGrantResponse, Member, ResponseHeader,
+};
 use mango_proto::mangopb::member_change::Kind;
 use mango_proto::mangopb::raft_request::Request;
 use mango_proto::mangopb::{MemberChange, MemberInfo, RaftRequest};
@@ -43,6 +45,14 @@ pub struct VoterNode {
     pub request_timeout: Duration,
     /// Backend size that raises NOSPACE.
     pub quota_bytes: u64,
+    /// When leases expire (kept by the leader only).
+    pub lessor: Arc<crate::lessor::Lessor>,
+    /// Ids for grants that ask for none.
+    pub lease_ids: crate::leases::LeaseIds,
+    /// The smallest TTL a lease gets, in seconds.
+    pub min_lease_ttl: i64,
+    /// Where keep-alives go when another member leads.
+    pub leader_client: crate::leases::LeaderClient,
 }
 
 fn raft_error(e: RaftError) -> NodeError {
@@ -390,5 +400,17 @@ impl EtcdNode for VoterNode {
             .await?
             .map_err(NodeError::Store)?;
         Ok(())
+    }
+
+    async fn lease_grant(&self, id: i64, ttl: i64) -> Result<LeaseGrantResponse, NodeError> {
+        self.grant_lease(id, ttl).await
+    }
+
+    async fn lease_renew(&self, id: i64) -> Result<i64, NodeError> {
+        self.renew_lease(id).await
+    }
+
+    async fn lease_remaining(&self, id: i64) -> Result<i64, NodeError> {
+        self.lease_left(id).await
     }
 }

@@ -124,6 +124,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         store: store.clone(),
         log: log.clone(),
     });
+    let lessor = Arc::new(crate::lessor::Lessor::default());
     let machine = StoreMachine {
         store: store.clone(),
         log: log.clone(),
@@ -132,6 +133,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         staging: Staging(staging.clone()),
         compactor: spawn_compactor(store.clone()),
         peers: peers.clone(),
+        lessor: lessor.clone(),
     };
     let node_config = NodeConfig {
         id: my_id,
@@ -172,7 +174,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         request_timeout: Duration::from_secs(7)
             .max(Duration::from_millis(config.election_timeout * 3)),
         quota_bytes: config.quota_backend_bytes,
+        lessor,
+        lease_ids: crate::leases::LeaseIds::new(my_id),
+        min_lease_ttl: crate::leases::min_lease_ttl(Duration::from_millis(config.election_timeout)),
+        leader_client: crate::leases::LeaderClient::default(),
     });
+    tokio::spawn(crate::leases::run(
+        voter.clone(),
+        Duration::from_millis(config.election_timeout),
+        Duration::from_millis(config.lease_checkpoint_interval_ms.max(1)),
+    ));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();

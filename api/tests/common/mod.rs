@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mango_api::{ApiConfig, EtcdNode, NodeError, NodeStatus};
-use mango_proto::etcdserverpb::{AlarmMember, Member, ResponseHeader};
+use mango_proto::etcdserverpb::{
+    AlarmMember, LeaseGrantRequest, LeaseGrantResponse, Member, ResponseHeader,
+};
 use mango_proto::mangopb::RaftRequest;
 use mango_proto::mangopb::raft_request::Request;
 use mango_store::backend::redb::RedbSnapshot;
@@ -39,6 +41,8 @@ struct State {
     next_member_id: u64,
     /// Raised alarms.
     alarms: Vec<AlarmMember>,
+    /// The last lease id handed out.
+    next_lease_id: i64,
 }
 
 /// The node: a store and a membership list, behind one lock that orders the writes.
@@ -80,6 +84,7 @@ impl TestNode {
                 members: vec![me],
                 next_member_id: 0x1000,
                 alarms: Vec::new(),
+                next_lease_id: 1000,
             }),
             _dir: dir,
         }
@@ -255,6 +260,36 @@ impl EtcdNode for TestNode {
     async fn disarm(&self, alarm: AlarmMember) -> Result<(), NodeError> {
         self.state().alarms.retain(|a| *a != alarm);
         Ok(())
+    }
+
+    /// Ids count up from 1000 when the client asks for none; no minimum TTL.
+    async fn lease_grant(&self, id: i64, ttl: i64) -> Result<LeaseGrantResponse, NodeError> {
+        let id = if id == 0 {
+            let mut state = self.state();
+            state.next_lease_id += 1;
+            state.next_lease_id
+        } else {
+            id
+        };
+        match self
+            .propose(Request::LeaseGrant(LeaseGrantRequest { ttl, id }))
+            .await?
+        {
+            Response::LeaseGrant(resp) => Ok(resp),
+            other => Err(NodeError::Other(format!("grant answered {other:?}"))),
+        }
+    }
+
+    /// No clock: a lease lives until revoked, and a renew answers its granted TTL.
+    async fn lease_renew(&self, id: i64) -> Result<i64, NodeError> {
+        self.lease_remaining(id).await
+    }
+
+    async fn lease_remaining(&self, id: i64) -> Result<i64, NodeError> {
+        match self.read_view()?.lease(id).map_err(backend)? {
+            Some(lease) => Ok(lease.granted_ttl),
+            None => Err(NodeError::Store(StoreError::LeaseNotFound)),
+        }
     }
 }
 
