@@ -45,7 +45,8 @@ struct Args {
     smoke: bool,
     /// Only the workloads whose name contains one of these, comma-separated, written as in
     /// the work dir: put-1-client, put-64-clients, put-256-clients, range-linearizable,
-    /// range-serializable, txn-put, watch-latency, dataset-load (a prefix is enough).
+    /// range-serializable, txn-put, watch-latency, lease-keepalive, dataset-load (a prefix is
+    /// enough).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The markdown report [default: benches/results/<date>.md, <date>-smoke.md with --smoke].

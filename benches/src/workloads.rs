@@ -63,6 +63,8 @@ pub fn all(scale: f64, smoke: bool) -> Vec<Workload> {
     let txn = size(20_000, 300);
     let watch_puts = size(1_000, 20);
     let (streams, per_stream) = if smoke { (2, 10) } else { (10, 100) };
+    let (big_streams, big_per_stream) = if smoke { (4, 10) } else { (100, 100) };
+    let keepalives = size(20_000, 300);
     let dataset = size(1_000_000, 500);
 
     let key_space = KEY_SPACE.to_string();
@@ -166,6 +168,34 @@ pub fn all(scale: f64, smoke: bool) -> Vec<Workload> {
             dataset: false,
         },
         Workload {
+            name: format!("watch-latency, {} watchers", big_streams * big_per_stream),
+            preload: None,
+            args: args(&[
+                "watch-latency",
+                "--streams",
+                &big_streams.to_string(),
+                "--watchers-per-stream",
+                &big_per_stream.to_string(),
+                "--put-rate",
+                "100",
+                "--put-total",
+                &watch_puts.to_string(),
+            ]),
+            dataset: false,
+        },
+        Workload {
+            name: "lease-keepalive, 64 clients".into(),
+            preload: None,
+            args: args(&[
+                "--clients",
+                "64",
+                "--total",
+                &keepalives.to_string(),
+                "lease-keepalive",
+            ]),
+            dataset: false,
+        },
+        Workload {
             name: format!("dataset load, {} keys", short(dataset)),
             preload: None,
             args: args(&[
@@ -231,14 +261,17 @@ mod tests {
     #[test]
     fn scale_one_has_the_documented_sizes() {
         let w = all(1.0, false);
-        assert_eq!(w.len(), 8);
+        assert_eq!(w.len(), 10);
         assert_eq!(total(&w[0]), 5_000);
         assert_eq!(total(&w[1]), 20_000);
         assert_eq!(total(&w[2]), 20_000);
         assert_eq!(w[6].name, "watch-latency, 1000 watchers");
-        assert_eq!(w[7].name, "dataset load, 1M keys");
-        assert_eq!(total(&w[7]), 1_000_000);
-        assert!(w[7].dataset);
+        assert_eq!(w[7].name, "watch-latency, 10000 watchers");
+        assert_eq!(w[8].name, "lease-keepalive, 64 clients");
+        assert_eq!(total(&w[8]), 20_000);
+        assert_eq!(w[9].name, "dataset load, 1M keys");
+        assert_eq!(total(&w[9]), 1_000_000);
+        assert!(w[9].dataset);
         assert!(w[3].preload.is_some() && w[3].args.contains(&"l".to_owned()));
         assert!(w[4].args.contains(&"s".to_owned()));
     }
@@ -247,7 +280,7 @@ mod tests {
     fn scale_and_smoke_shrink_everything() {
         let w = all(0.1, false);
         assert_eq!(total(&w[1]), 2_000);
-        assert_eq!(w[7].name, "dataset load, 100k keys");
+        assert_eq!(w[9].name, "dataset load, 100k keys");
         let s = all(1.0, true);
         assert!(
             s.iter()
