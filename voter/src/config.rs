@@ -66,6 +66,14 @@ pub struct Config {
     /// (etcd's 5 minutes; lower it to exercise failover in tests).
     #[arg(long, default_value_t = 300_000, hide = true)]
     pub lease_checkpoint_interval_ms: u64,
+    /// Committed-but-unapplied entries past which proposals are refused with "too many
+    /// requests" (etcd's fixed 5,000; lower it in tests).
+    #[arg(long, default_value_t = 5_000, hide = true)]
+    pub max_apply_gap: u64,
+    /// Fault injection for tests: sleep this long before applying each batch of entries,
+    /// so that apply falls behind commit.
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub debug_apply_delay_ms: u64,
 }
 
 impl Default for Config {
@@ -128,7 +136,9 @@ impl Config {
             heartbeat_interval,
             election_timeout,
             max_request_bytes,
-            lease_checkpoint_interval_ms
+            lease_checkpoint_interval_ms,
+            max_apply_gap,
+            debug_apply_delay_ms
         );
         from_file.config_file = from_args.config_file;
         Ok(from_file)

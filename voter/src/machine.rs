@@ -37,6 +37,8 @@ pub struct StoreMachine {
     pub peers: PeerUrls,
     /// The lessor: a grant applied on the leader starts its clock.
     pub lessor: Arc<crate::lessor::Lessor>,
+    /// Fault injection for tests: a pause before each applied batch (zero in production).
+    pub apply_delay: std::time::Duration,
 }
 
 /// Converts a configuration change entry to the membership change it carries.
@@ -61,6 +63,9 @@ impl StateMachine for StoreMachine {
     }
 
     fn apply(&mut self, group: GroupId, entries: &[Entry]) -> Result<Vec<Output>, String> {
+        if !self.apply_delay.is_zero() {
+            std::thread::sleep(self.apply_delay);
+        }
         let converted: Vec<Vec<u8>> = entries
             .iter()
             .map(|e| match e.get_entry_type() {

@@ -23,10 +23,6 @@ use crate::machine::Output;
 /// The group etcd's API is served from (the whole key space).
 const GROUP: u64 = 0;
 
-/// Committed-but-unapplied entries past which proposals are refused (etcd's
-/// `maxGapBetweenApplyAndCommitIndex`).
-const MAX_APPLY_GAP: u64 = 5000;
-
 /// A voter as the etcd services see it.
 pub struct VoterNode {
     /// The Raft loop.
@@ -53,6 +49,9 @@ pub struct VoterNode {
     pub min_lease_ttl: i64,
     /// Where keep-alives go when another member leads.
     pub leader_client: crate::leases::LeaderClient,
+    /// Committed-but-unapplied entries past which proposals are refused (etcd's
+    /// `maxGapBetweenApplyAndCommitIndex`, 5,000).
+    pub max_apply_gap: u64,
 }
 
 fn raft_error(e: RaftError) -> NodeError {
@@ -188,7 +187,7 @@ impl EtcdNode for VoterNode {
         // etcd's back-pressure: when apply falls this far behind commit, new proposals are
         // refused rather than queued without bound.
         let status = self.raft.status(GROUP).map_err(raft_error)?;
-        if status.commit.saturating_sub(status.applied) > MAX_APPLY_GAP {
+        if status.commit.saturating_sub(status.applied) > self.max_apply_gap {
             return Err(NodeError::TooManyRequests);
         }
         if matches!(request, Request::Put(_) | Request::Txn(_)) {

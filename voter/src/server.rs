@@ -134,6 +134,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         compactor: spawn_compactor(store.clone()),
         peers: peers.clone(),
         lessor: lessor.clone(),
+        apply_delay: Duration::from_millis(config.debug_apply_delay_ms),
     };
     let node_config = NodeConfig {
         id: my_id,
@@ -178,6 +179,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         lease_ids: crate::leases::LeaseIds::new(my_id),
         min_lease_ttl: crate::leases::min_lease_ttl(Duration::from_millis(config.election_timeout)),
         leader_client: crate::leases::LeaderClient::default(),
+        max_apply_gap: config.max_apply_gap,
     });
     tokio::spawn(crate::leases::run(
         voter.clone(),
