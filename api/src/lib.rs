@@ -19,13 +19,16 @@ mod limits;
 mod maintenance;
 mod node;
 mod server;
+mod watch;
 
 pub use cluster::ClusterService;
 pub use kv::KvService;
 pub use lease::LeaseService;
 pub use limits::{
-    ApiConfig, DEFAULT_MAX_REQUEST_BYTES, GRPC_OVERHEAD_BYTES, check_request_size, raft_request_len,
+    ApiConfig, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_WATCH_PROGRESS_INTERVAL, GRPC_OVERHEAD_BYTES,
+    check_request_size, raft_request_len,
 };
 pub use maintenance::{ETCD_VERSION, MaintenanceService, SNAPSHOT_CHUNK_BYTES};
 pub use node::{EtcdNode, NodeError, NodeStatus};
 pub use server::{router, routes, serve};
+pub use watch::{DUPLICATE_WATCH_ID, EMPTY_WATCHER_RANGE, WatchService};

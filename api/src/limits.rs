@@ -6,6 +6,10 @@ use tonic::Status;
 
 use crate::error::request_too_large;
 
+/// etcd's interval of watch progress notifications: 10 minutes.
+pub const DEFAULT_WATCH_PROGRESS_INTERVAL: std::time::Duration =
+    std::time::Duration::from_secs(600);
+
 /// etcd's default `--max-request-bytes`: 1.5 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
 
@@ -23,12 +27,16 @@ pub struct ApiConfig {
     /// Put, DeleteRange, writing Txn or Compaction whose `mangopb.RaftRequest` would be larger
     /// is refused with "etcdserver: request is too large".
     pub max_request_bytes: usize,
+    /// How often a watcher that asked for progress notifications and saw no event gets an
+    /// empty response with the current revision (etcd's 10 minutes).
+    pub watch_progress_interval: std::time::Duration,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            watch_progress_interval: DEFAULT_WATCH_PROGRESS_INTERVAL,
         }
     }
 }

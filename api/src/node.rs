@@ -98,6 +98,11 @@ pub trait EtcdNode: Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<Arc<ReadView<RedbSnapshot>>, NodeError>> + Send;
 
+    /// The revision of the latest applied view, updated after every applied batch (and
+    /// snapshot install) once its view is published: what wakes the watch hub. It MUST never
+    /// announce a revision that [`EtcdNode::read_view`] does not yet serve.
+    fn revision_updates(&self) -> tokio::sync::watch::Receiver<i64>;
+
     /// Replicates a write (Put, DeleteRange, writing Txn, Compaction) through Raft and returns
     /// what the apply answered. Forwarding to the leader is the node's business.
     fn propose(&self, request: Request)

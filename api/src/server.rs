@@ -8,6 +8,7 @@ use mango_proto::etcdserverpb::cluster_server::ClusterServer;
 use mango_proto::etcdserverpb::kv_server::KvServer;
 use mango_proto::etcdserverpb::lease_server::LeaseServer;
 use mango_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use mango_proto::etcdserverpb::watch_server::WatchServer;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::Server;
@@ -20,6 +21,7 @@ use crate::lease::LeaseService;
 use crate::limits::ApiConfig;
 use crate::maintenance::MaintenanceService;
 use crate::node::EtcdNode;
+use crate::watch::WatchService;
 
 /// The etcd services over `node`, plus `grpc.health.v1.Health` (the overall service `""`
 /// starts SERVING). The returned reporter changes what the health service answers, e.g. NOT
@@ -37,6 +39,13 @@ pub fn routes<N: EtcdNode>(node: Arc<N>, config: &ApiConfig) -> (Routes, HealthR
     let cluster = ClusterServer::new(ClusterService::new(node.clone()))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(usize::MAX);
+    let watch = WatchServer::new(WatchService::new(
+        node.clone(),
+        config.max_decoding_message_size(),
+        config.watch_progress_interval,
+    ))
+    .max_decoding_message_size(max_decoding)
+    .max_encoding_message_size(usize::MAX);
     let lease = LeaseServer::new(LeaseService::new(node))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(usize::MAX);
@@ -45,6 +54,7 @@ pub fn routes<N: EtcdNode>(node: Arc<N>, config: &ApiConfig) -> (Routes, HealthR
         .add_service(maintenance)
         .add_service(cluster)
         .add_service(lease)
+        .add_service(watch)
         .add_service(health);
     (routes, reporter)
 }

@@ -262,6 +262,7 @@ async fn etcd_errors() {
 async fn a_smaller_request_limit_is_honoured() {
     let server = TestServer::start(ApiConfig {
         max_request_bytes: 4096,
+        ..ApiConfig::default()
     })
     .await;
     let mut c = connect(&server).await;

@@ -62,6 +62,10 @@ pub struct Config {
     /// Largest request a client may send, in bytes.
     #[arg(long, default_value_t = 1_572_864)]
     pub max_request_bytes: usize,
+    /// How often idle watchers that asked for progress notifications get one, in
+    /// milliseconds (etcd's 10 minutes; lower it in tests).
+    #[arg(long, default_value_t = 600_000, hide = true)]
+    pub watch_progress_notify_interval_ms: u64,
     /// How often the leader checkpoints leases' remaining TTLs through Raft, in milliseconds
     /// (etcd's 5 minutes; lower it to exercise failover in tests).
     #[arg(long, default_value_t = 300_000, hide = true)]
@@ -136,6 +140,7 @@ impl Config {
             heartbeat_interval,
             election_timeout,
             max_request_bytes,
+            watch_progress_notify_interval_ms,
             lease_checkpoint_interval_ms,
             max_apply_gap,
             debug_apply_delay_ms

@@ -35,6 +35,9 @@ pub struct StoreMachine {
     /// Where peers are: kept in step with the member registry as changes apply, on every
     /// node, so the leader can reach a member added through any other node.
     pub peers: PeerUrls,
+    /// The applied revision of group 0, announced after each applied batch (its view is
+    /// published by then) to wake the watch hub.
+    pub revisions: tokio::sync::watch::Sender<i64>,
     /// The lessor: a grant applied on the leader starts its clock.
     pub lessor: Arc<crate::lessor::Lessor>,
     /// Fault injection for tests: a pause before each applied batch (zero in production).
@@ -106,6 +109,7 @@ impl StateMachine for StoreMachine {
             })
             .collect();
         let applied = self.store.apply(group, &batch).map_err(|e| e.to_string())?;
+        self.announce_revision(group);
         let mut compacted = false;
         let mut by_index = applied.into_iter().peekable();
         let mut outputs = Vec::with_capacity(entries.len());
@@ -149,12 +153,28 @@ impl StateMachine for StoreMachine {
             ));
         }
         let _ = std::fs::remove_file(&path);
+        self.announce_revision(group);
         tracing::info!(group, index, "installed a snapshot from the leader");
         Ok(())
     }
 }
 
 impl StoreMachine {
+    /// Tells the watch hub the revision `group` is at now (only when it moved).
+    fn announce_revision(&self, group: GroupId) {
+        if group != 0 {
+            return;
+        }
+        if let Ok(view) = self.store.read(group) {
+            let revision = view.revision();
+            self.revisions.send_if_modified(|r| {
+                let moved = *r != revision;
+                *r = revision;
+                moved
+            });
+        }
+    }
+
     /// Follows a membership change in the transport's address book.
     fn track_peer(&self, change: &MemberChange) {
         use mango_proto::mangopb::member_change::Kind;

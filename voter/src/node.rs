@@ -41,6 +41,8 @@ pub struct VoterNode {
     pub request_timeout: Duration,
     /// Backend size that raises NOSPACE.
     pub quota_bytes: u64,
+    /// The applied revision, announced by the state machine (for the watch hub).
+    pub revisions: tokio::sync::watch::Receiver<i64>,
     /// When leases expire (kept by the leader only).
     pub lessor: Arc<crate::lessor::Lessor>,
     /// Ids for grants that ask for none.
@@ -181,6 +183,10 @@ impl EtcdNode for VoterNode {
         let index = self.timed(self.raft.read_index(GROUP)).await?;
         self.timed(self.raft.wait_applied(GROUP, index)).await?;
         self.read_view()
+    }
+
+    fn revision_updates(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.revisions.clone()
     }
 
     async fn propose(&self, request: Request) -> Result<Response, NodeError> {

@@ -125,6 +125,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         log: log.clone(),
     });
     let lessor = Arc::new(crate::lessor::Lessor::default());
+    let (revisions, revisions_rx) = tokio::sync::watch::channel(store.read(0)?.revision());
     let machine = StoreMachine {
         store: store.clone(),
         log: log.clone(),
@@ -132,6 +133,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         catch_up_entries: config.snapshot_catchup_entries,
         staging: Staging(staging.clone()),
         compactor: spawn_compactor(store.clone()),
+        revisions,
         peers: peers.clone(),
         lessor: lessor.clone(),
         apply_delay: Duration::from_millis(config.debug_apply_delay_ms),
@@ -175,6 +177,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         request_timeout: Duration::from_secs(7)
             .max(Duration::from_millis(config.election_timeout * 3)),
         quota_bytes: config.quota_backend_bytes,
+        revisions: revisions_rx,
         lessor,
         lease_ids: crate::leases::LeaseIds::new(my_id),
         min_lease_ttl: crate::leases::min_lease_ttl(Duration::from_millis(config.election_timeout)),
@@ -211,6 +214,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     let api = ApiConfig {
         max_request_bytes: config.max_request_bytes,
+        watch_progress_interval: Duration::from_millis(
+            config.watch_progress_notify_interval_ms.max(1),
+        ),
     };
     for url in config.client_listen() {
         let addr = bind_addr(&url)?;

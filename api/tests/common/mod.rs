@@ -53,6 +53,8 @@ pub struct TestNode {
     state: Mutex<State>,
     /// Keeps the store's directory alive.
     _dir: TempDir,
+    /// The applied revision, for the watch hub.
+    revisions: tokio::sync::watch::Sender<i64>,
 }
 
 fn backend(e: BackendError) -> NodeError {
@@ -87,6 +89,7 @@ impl TestNode {
                 next_lease_id: 1000,
             }),
             _dir: dir,
+            revisions: tokio::sync::watch::Sender::new(1),
         }
     }
 
@@ -123,6 +126,10 @@ impl EtcdNode for TestNode {
         self.read_view()
     }
 
+    fn revision_updates(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.revisions.subscribe()
+    }
+
     async fn propose(&self, request: Request) -> Result<Response, NodeError> {
         let mut state = self.state();
         let index = state.last_index + 1;
@@ -143,6 +150,9 @@ impl EtcdNode for TestNode {
             )
             .map_err(backend)?;
         state.last_index = index;
+        if let Ok(view) = self.store.read(0) {
+            self.revisions.send_replace(view.revision());
+        }
         let applied = applied
             .pop()
             .ok_or_else(|| NodeError::Other("entry skipped".into()))?;

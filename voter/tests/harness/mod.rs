@@ -3,6 +3,7 @@
 //! the cluster is dropped, also when a test panics.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod etcd;
 pub mod netfault;
 
 use std::net::TcpListener;
