@@ -12,22 +12,27 @@
 //! nothing of raft-rs, the Raft log or the transport.
 
 mod cluster;
+mod concurrency;
+mod election;
 pub mod error;
 mod kv;
 mod lease;
 mod limits;
+mod lock;
 mod maintenance;
 mod node;
 mod server;
 mod watch;
 
 pub use cluster::ClusterService;
+pub use election::ElectionService;
 pub use kv::KvService;
 pub use lease::LeaseService;
 pub use limits::{
     ApiConfig, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_WATCH_PROGRESS_INTERVAL, GRPC_OVERHEAD_BYTES,
     check_request_size, raft_request_len,
 };
+pub use lock::LockService;
 pub use maintenance::{ETCD_VERSION, MaintenanceService, SNAPSHOT_CHUNK_BYTES};
 pub use node::{EtcdNode, NodeError, NodeStatus};
 pub use server::{router, routes, serve};

@@ -9,6 +9,8 @@ use mango_proto::etcdserverpb::kv_server::KvServer;
 use mango_proto::etcdserverpb::lease_server::LeaseServer;
 use mango_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use mango_proto::etcdserverpb::watch_server::WatchServer;
+use mango_proto::v3electionpb::election_server::ElectionServer;
+use mango_proto::v3lockpb::lock_server::LockServer;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::Server;
@@ -16,9 +18,11 @@ use tonic::transport::server::{Router, TcpIncoming};
 use tonic_health::server::HealthReporter;
 
 use crate::cluster::ClusterService;
+use crate::election::ElectionService;
 use crate::kv::KvService;
 use crate::lease::LeaseService;
 use crate::limits::ApiConfig;
+use crate::lock::LockService;
 use crate::maintenance::MaintenanceService;
 use crate::node::EtcdNode;
 use crate::watch::WatchService;
@@ -46,6 +50,12 @@ pub fn routes<N: EtcdNode>(node: Arc<N>, config: &ApiConfig) -> (Routes, HealthR
     ))
     .max_decoding_message_size(max_decoding)
     .max_encoding_message_size(usize::MAX);
+    let lock = LockServer::new(LockService::new(node.clone()))
+        .max_decoding_message_size(max_decoding)
+        .max_encoding_message_size(usize::MAX);
+    let election = ElectionServer::new(ElectionService::new(node.clone()))
+        .max_decoding_message_size(max_decoding)
+        .max_encoding_message_size(usize::MAX);
     let lease = LeaseServer::new(LeaseService::new(node))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(usize::MAX);
@@ -55,6 +65,8 @@ pub fn routes<N: EtcdNode>(node: Arc<N>, config: &ApiConfig) -> (Routes, HealthR
         .add_service(cluster)
         .add_service(lease)
         .add_service(watch)
+        .add_service(lock)
+        .add_service(election)
         .add_service(health);
     (routes, reporter)
 }
