@@ -78,6 +78,10 @@ pub struct Config {
     /// so that apply falls behind commit.
     #[arg(long, default_value_t = 0, hide = true)]
     pub debug_apply_delay_ms: u64,
+    /// The Raft thread waits for every log write (the behaviour before the persist thread),
+    /// for comparison benchmarks only.
+    #[arg(long, default_value_t = false, hide = true)]
+    pub debug_wait_for_log_writes: bool,
 }
 
 impl Default for Config {
@@ -143,7 +147,8 @@ impl Config {
             watch_progress_notify_interval_ms,
             lease_checkpoint_interval_ms,
             max_apply_gap,
-            debug_apply_delay_ms
+            debug_apply_delay_ms,
+            debug_wait_for_log_writes
         );
         from_file.config_file = from_args.config_file;
         Ok(from_file)

@@ -142,6 +142,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         id: my_id,
         tick: config.tick(),
         election_ticks: config.election_ticks(),
+        wait_for_persist: config.debug_wait_for_log_writes,
         ..Default::default()
     };
     let boot = GroupBootstrap {

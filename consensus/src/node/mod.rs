@@ -48,6 +48,9 @@ pub struct NodeConfig {
     pub max_batch: usize,
     /// Fault injection for tests: runs before every write of the log (None in production).
     pub persist_hook: Option<PersistHook>,
+    /// The Raft thread waits for each pass's write, as before the persist thread existed:
+    /// only for comparison benchmarks.
+    pub wait_for_persist: bool,
 }
 
 impl Default for NodeConfig {
@@ -61,6 +64,7 @@ impl Default for NodeConfig {
             max_size_per_msg: 1 << 20,
             max_batch: 4096,
             persist_hook: None,
+            wait_for_persist: false,
         }
     }
 }

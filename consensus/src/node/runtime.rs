@@ -29,6 +29,9 @@ pub struct GroupBootstrap {
 
 type Reply<T> = oneshot::Sender<Result<T, RaftError>>;
 
+/// Entries merged into one state-machine batch at most.
+const MAX_APPLY_MERGE: usize = 4096;
+
 /// How long a ReadIndex may go unanswered before it is issued again.
 const READ_RETRY: std::time::Duration = std::time::Duration::from_millis(300);
 
@@ -561,7 +564,8 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
             }
             return Ok(());
         }
-        self.submit(batch, sync, readies, false)
+        // The report is handled at the top of the next iteration (it is queued by then).
+        self.submit(batch, sync, readies, self.config.wait_for_persist)
     }
 
     /// Installs the snapshot of `rd` (every earlier write has landed): the state machine
@@ -715,7 +719,48 @@ fn apply_loop<S: StateMachine>(
     let fatal = |e: String| {
         let _ = commands.send(Command::Fatal(e));
     };
-    while let Ok(item) = work.recv() {
+    let mut carried: Option<ApplyWork<S::Output>> = None;
+    loop {
+        let item = match carried.take() {
+            Some(item) => item,
+            None => match work.recv() {
+                Ok(item) => item,
+                Err(_) => return,
+            },
+        };
+        // Entries of the same group queued behind this one apply in the same state-machine
+        // batch (one store transaction): when apply falls behind, its batches grow.
+        let item = match item {
+            ApplyWork::Entries {
+                group,
+                mut entries,
+                mut waiters,
+            } => {
+                while entries.len() < MAX_APPLY_MERGE {
+                    match work.try_recv() {
+                        Ok(ApplyWork::Entries {
+                            group: g,
+                            entries: more,
+                            waiters: more_waiters,
+                        }) if g == group => {
+                            entries.extend(more);
+                            waiters.extend(more_waiters);
+                        }
+                        Ok(other) => {
+                            carried = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                ApplyWork::Entries {
+                    group,
+                    entries,
+                    waiters,
+                }
+            }
+            other => other,
+        };
         match item {
             ApplyWork::Stop => return,
             ApplyWork::Restore {
