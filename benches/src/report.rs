@@ -423,8 +423,7 @@ pub struct Meta {
     pub load_end: String,
 }
 
-pub const DURABILITY: &str =
-    "fsync on in both: etcd default, mango Raft log fsynced per Ready pass";
+pub const DURABILITY: &str = "fsync on in both: etcd default, mango Raft log fsynced before any entry is acknowledged (one fsync per log write, each write taking every Ready queued meanwhile)";
 
 /// The whole markdown file.
 pub fn render_markdown(meta: &Meta, rows: &[Row]) -> String {

@@ -130,7 +130,7 @@ fn smoke_runs_every_workload_on_both_systems() {
     for needle in [
         "# mango vs etcd, ",
         "CPUs (nproc)",
-        "fsync on in both: etcd default, mango Raft log fsynced per Ready pass",
+        "fsync on in both: etcd default, mango Raft log fsynced before any entry is acknowledged (one fsync per log write, each write taking every Ready queued meanwhile)",
         "Rounds: 1",
         "smoke",
         "shares the",
