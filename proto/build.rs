@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "proto/etcd/server/etcdserver/api/v3lock/v3lockpb/v3lock.proto",
     "proto/etcd/server/etcdserver/api/v3election/v3electionpb/v3election.proto",
     "proto/mango/mango.proto",
+    "proto/mango/logstream.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,6 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Entry data and snapshot chunks decode as slices of the received frame, not copies.
+        .bytes(".mangologpb")
         .compile_protos(PROTOS, &[PROTO_ROOT])?;
     Ok(())
 }

@@ -5,7 +5,8 @@
 //!   mango unchanged: [`mvccpb`], [`authpb`], [`etcdserverpb`], [`v3lockpb`] and
 //!   [`v3electionpb`]. Each service comes with a tonic client (`*_client`) and server
 //!   (`*_server`) module.
-//! - mango's own messages, used only between mango nodes: [`mangopb`].
+//! - mango's own messages, used only between mango nodes: [`mangopb`] (Raft entries and the
+//!   peer transport) and [`mangologpb`] (the committed-log stream to learners).
 //!
 //! This crate holds no logic; `tests/wire_compat.rs` checks the encoding byte for byte against
 //! the `etcd-client` crate's own generated types.
@@ -58,4 +59,10 @@ generated!(
     /// mango's own messages (`mangopb`), used only between mango nodes.
     mangopb,
     "mangopb"
+);
+generated!(
+    /// The frames of the committed-log stream between voters and learners (`mangologpb`),
+    /// carried over QUIC by `mango-logstream`.
+    mangologpb,
+    "mangologpb"
 );
