@@ -1,0 +1,258 @@
+//! The subscription over real QUIC on 127.0.0.1 with real TLS: order, resumption, snapshots,
+//! stamps, back-pressure, and a chain of re-serving followers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::{Follower, GROUP, MemLog, Server, dev_tls, init_tracing, localhost0, wait_until};
+use mango_logstream::{BATCH_BYTES, LogSource, ServerTls};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn entries_stream_in_order_and_resume_after_a_server_restart() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let (server_tls, client_tls) = dev_tls(dir.path());
+    let source = MemLog::leader();
+    source.commit(500, 100);
+    let server = Server::start(localhost0(), server_tls, source.clone()).await;
+    let addr = server.addr;
+
+    let sink = MemLog::learner();
+    let follower = Follower::start(vec![addr], client_tls, sink.clone());
+    wait_until(LIMIT, "the first 500 entries", || sink.last_index() == 500).await;
+
+    // New commits arrive without polling delay.
+    source.commit(10, 100);
+    wait_until(LIMIT, "510 entries", || sink.last_index() == 510).await;
+
+    // The server goes away; entries committed meanwhile arrive after it comes back on the
+    // same port.
+    server.stop().await;
+    source.commit(90, 100);
+    let server = restart(addr, dir.path(), source.clone()).await;
+    wait_until(LIMIT, "600 entries after the restart", || {
+        sink.last_index() == 600
+    })
+    .await;
+
+    follower.stop().await;
+    server.stop().await;
+    // The sink asserts no gap and no duplicate on every append; the content matches too.
+    assert_eq!(sink.history(), source.history());
+}
+
+/// Binds `addr` again (the old endpoint's socket may take a moment to be released).
+async fn restart(addr: std::net::SocketAddr, dir: &std::path::Path, source: Arc<MemLog>) -> Server {
+    let start = Instant::now();
+    loop {
+        let tls = ServerTls::dev(dir, &[]).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        match mango_logstream::serve(addr, tls, source.clone(), async move {
+            let _ = rx.await;
+        })
+        .await
+        {
+            Ok((_, task)) => {
+                // Hand the running server to the helper type by stopping through it.
+                return Server::adopt(addr, tx, task);
+            }
+            Err(e) => {
+                assert!(start.elapsed() < LIMIT, "cannot rebind {addr}: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_follower_moves_to_the_next_upstream() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let (tls_a, client_tls) = dev_tls(dir.path());
+    let tls_b = ServerTls::dev(dir.path(), &[]).unwrap();
+    // Two voters with the same log.
+    let a = MemLog::leader();
+    let b = MemLog::leader();
+    a.commit(100, 50);
+    b.commit(100, 50);
+    let server_a = Server::start(localhost0(), tls_a, a.clone()).await;
+    let server_b = Server::start(localhost0(), tls_b, b.clone()).await;
+
+    let sink = MemLog::learner();
+    let follower = Follower::start(vec![server_a.addr, server_b.addr], client_tls, sink.clone());
+    wait_until(LIMIT, "100 entries from A", || sink.last_index() == 100).await;
+
+    server_a.stop().await;
+    a.commit(50, 50);
+    b.commit(50, 50);
+    wait_until(LIMIT, "150 entries from B", || sink.last_index() == 150).await;
+    assert_eq!(sink.history(), b.history());
+    follower.stop().await;
+    server_b.stop().await;
+}
+
+#[tokio::test]
+async fn a_subscriber_behind_the_first_index_gets_a_snapshot_then_entries() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let (server_tls, client_tls) = dev_tls(dir.path());
+    let source = MemLog::leader();
+    // 3 MB of history: several chunks, some split into frames.
+    source.commit(1000, 3000);
+    source.compact(901);
+    let server = Server::start(localhost0(), server_tls, source.clone()).await;
+
+    let sink = MemLog::learner();
+    let follower = Follower::start(vec![server.addr], client_tls, sink.clone());
+    wait_until(LIMIT, "the snapshot", || sink.last_index() == 1000).await;
+    assert_eq!(sink.installs.load(Ordering::Relaxed), 1);
+
+    source.commit(20, 3000);
+    wait_until(LIMIT, "entries after the snapshot", || {
+        sink.last_index() == 1020
+    })
+    .await;
+    assert_eq!(sink.installs.load(Ordering::Relaxed), 1);
+    assert_eq!(sink.history(), source.history());
+    follower.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stamps_arrive_while_idle_with_a_sane_age() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let (server_tls, client_tls) = dev_tls(dir.path());
+    let source = MemLog::leader();
+    source.commit(5, 10);
+    let server = Server::start(localhost0(), server_tls, source.clone()).await;
+    let sink = MemLog::learner();
+    let follower = Follower::start(vec![server.addr], client_tls, sink.clone());
+    wait_until(LIMIT, "the entries", || sink.last_index() == 5).await;
+
+    let before = sink.stamps.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let stamps = sink.stamps.lock().unwrap().clone();
+    let idle = &stamps[before..];
+    // One per 100 ms while idle (timers on a busy 2-core machine may slip a little).
+    assert!(idle.len() >= 3, "only {} stamps in 600 ms", idle.len());
+    for (stamp, _) in idle {
+        assert_eq!(stamp.commit, 5);
+        assert_eq!(stamp.age, Duration::ZERO, "a leader stamps with age 0");
+    }
+    // Gaps between stamps stay near the interval.
+    for pair in idle.windows(2) {
+        let gap = pair[1].1 - pair[0].1;
+        assert!(gap < Duration::from_millis(400), "stamp gap {gap:?}");
+    }
+    // A learner re-serving the stamp reports it aged by the time since it arrived (nothing
+    // else runs between these lines on this single-threaded runtime).
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (last, at) = *sink.stamps.lock().unwrap().last().unwrap();
+    let forwarded = LogSource::stamp(&*sink, GROUP).unwrap();
+    let since = at.elapsed();
+    assert_eq!(forwarded.commit, 5);
+    assert!(forwarded.age > last.age, "{forwarded:?}");
+    assert!(forwarded.age <= last.age + since, "{forwarded:?} {since:?}");
+    assert!(
+        since < Duration::from_millis(300),
+        "no recent stamp: {since:?}"
+    );
+    follower.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_large_backlog_streams_with_bounded_memory() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let (server_tls, client_tls) = dev_tls(dir.path());
+    const N: u64 = 100_000;
+    const SIZE: usize = 256;
+    let source = MemLog::leader();
+    source.commit(N, SIZE);
+    let server = Server::start(localhost0(), server_tls, source.clone()).await;
+
+    // A sink that takes nothing for a while: the server must stall, not read the whole
+    // backlog into buffers.
+    let sink = MemLog::learner();
+    sink.hold.store(true, Ordering::Relaxed);
+    let follower = Follower::start(vec![server.addr], client_tls, sink.clone());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let served = source.served.load(Ordering::Relaxed);
+    let ahead_bytes = served as usize * SIZE;
+    eprintln!("a stalled sink: the server read {ahead_bytes} bytes ahead");
+    // Flow-control windows (2 MiB stream, 8 MiB connection) + 4 MiB send buffer + a batch on
+    // each side: well under the 25 MB backlog.
+    assert!(served > 0, "nothing was read from the source");
+    assert!(
+        ahead_bytes <= 12 << 20,
+        "the server read {ahead_bytes} bytes ahead of a stalled sink"
+    );
+    assert!(source.max_asked.load(Ordering::Relaxed) <= BATCH_BYTES as u64);
+
+    let start = Instant::now();
+    sink.hold.store(false, Ordering::Relaxed);
+    wait_until(Duration::from_secs(15), "the whole backlog", || {
+        sink.last_index() == N
+    })
+    .await;
+    eprintln!("{N} entries of {SIZE} bytes in {:?}", start.elapsed());
+    assert_eq!(sink.history(), source.history());
+    follower.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_chain_of_followers_gets_the_same_entries() {
+    init_tracing();
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (tls_a, trust_a) = dev_tls(dir_a.path());
+    let (tls_b, trust_b) = dev_tls(dir_b.path());
+    let a = MemLog::leader();
+    a.commit(300, 200);
+    a.compact(101);
+    let server_a = Server::start(localhost0(), tls_a, a.clone()).await;
+
+    // B follows A and re-serves what it received.
+    let b = MemLog::learner();
+    *b.upstream.lock().unwrap() = Some(Arc::new(mango_logstream::ReadIndexClient::new(
+        vec![server_a.addr],
+        trust_a.clone(),
+    )));
+    let follow_b = Follower::start(vec![server_a.addr], trust_a, b.clone());
+    let server_b = Server::start(localhost0(), tls_b, b.clone()).await;
+
+    let c = MemLog::learner();
+    let follow_c = Follower::start(vec![server_b.addr], trust_b.clone(), c.clone());
+    wait_until(LIMIT, "C to catch up", || c.last_index() == 300).await;
+    a.commit(200, 200);
+    wait_until(LIMIT, "C to get new entries", || c.last_index() == 500).await;
+    assert_eq!(c.history(), a.history());
+
+    // Stamps reach C through B.
+    wait_until(LIMIT, "a stamp at C", || {
+        c.stamps
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(s, _)| s.commit == 500)
+    })
+    .await;
+
+    // A read index at B is forwarded to A.
+    let client = mango_logstream::ReadIndexClient::new(vec![server_b.addr], trust_b);
+    assert_eq!(client.read_index(GROUP).await.unwrap(), 500);
+
+    follow_c.stop().await;
+    server_b.stop().await;
+    follow_b.stop().await;
+    server_a.stop().await;
+}
