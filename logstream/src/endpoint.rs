@@ -11,12 +11,14 @@ use crate::error::LogStreamError;
 use crate::tls::ClientTls;
 
 /// A connection with no packet from the peer for this long is dead (on both ends). Keep-alives
-/// every [`KEEP_ALIVE`] keep a healthy idle connection open, so a dead upstream is noticed
-/// within this time. Also bounds a connection attempt to an address where nobody answers.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+/// every [`KEEP_ALIVE`] keep a healthy idle connection open. QUIC restarts the idle timer when
+/// it sends its first ack-eliciting packet after a receipt, so a peer that goes silent is
+/// noticed within this plus one keep-alive interval: 3 s. Also bounds a connection attempt to
+/// an address where nobody answers.
+pub const IDLE_TIMEOUT: Duration = Duration::from_millis(2500);
 
 /// How often each end sends a QUIC PING on an otherwise quiet connection.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
+pub const KEEP_ALIVE: Duration = Duration::from_millis(500);
 
 /// Flow-control credit of one stream: the most a sender has in flight on one subscription
 /// beyond what the receiver has read.

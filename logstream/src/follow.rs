@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::endpoint::Dialer;
 use crate::error::LogStreamError;
-use crate::frame::{self, MAX_FRAME, entries_from, error_from, stamp_from};
+use crate::frame::{self, MAX_FRAME, Transit, entries_from, error_from};
 use crate::source::LogSink;
 use crate::tls::ClientTls;
 
@@ -56,6 +56,7 @@ pub async fn follow(
         let result = session(&mut dialer, group, &sink, stop_rx.clone(), &mut progress).await;
         match result {
             Ok(()) => break,
+            Err(_) if *stop_rx.borrow() => break,
             Err(e) => {
                 tracing::warn!(group, error = %e, "logstream follower reconnecting");
                 dialer.advance();
@@ -121,26 +122,56 @@ async fn subscribe(
     let _ = send.finish();
     tracing::info!(group, from, upstream = %conn.remote_address(), "logstream following");
     let mut next = from;
+    let mut stamps = Stamps {
+        conn,
+        transit: Transit::new(),
+        sink: Arc::clone(sink),
+        group,
+    };
     loop {
         let Some(kind) = next_frame(&mut recv, &stop).await? else {
             return Ok(());
         };
-        *progress = true;
         match kind {
             Kind::Entries(batch) => {
                 let entries = entries_from(batch);
                 next = append(sink, group, next, entries).await?;
+                *progress = true;
             }
-            Kind::Stamp(stamp) => sink.stamp(group, stamp_from(&stamp), Instant::now()),
+            Kind::Stamp(stamp) => {
+                stamps.arrived(&stamp);
+                *progress = true;
+            }
             Kind::SnapshotBegin(begin) => {
-                install(&mut recv, &stop, sink, group, begin).await?;
+                install(&mut recv, &stop, &mut stamps, begin).await?;
                 next = begin.index + 1;
+                *progress = true;
             }
             Kind::Error(e) => return Err(error_from(e)),
             Kind::SnapshotChunk(_) | Kind::SnapshotEnd(_) | Kind::ReadIndex(_) => {
                 return Err(LogStreamError::Protocol("unexpected frame".into()));
             }
         }
+    }
+}
+
+/// Passes the stamps of one connection to the sink, aged by their time on the way.
+struct Stamps<'a> {
+    /// For its RTT estimate.
+    conn: &'a quinn::Connection,
+    /// Queueing-delay estimate of this connection.
+    transit: Transit,
+    /// Where the stamps go.
+    sink: Arc<dyn LogSink>,
+    /// The followed group.
+    group: u64,
+}
+
+impl Stamps<'_> {
+    fn arrived(&mut self, stamp: &pb::Stamp) {
+        let now = Instant::now();
+        let stamp = self.transit.arrived(stamp, now, self.conn.rtt());
+        self.sink.stamp(self.group, stamp, now);
     }
 }
 
@@ -204,13 +235,13 @@ enum Piece {
 async fn install(
     recv: &mut quinn::RecvStream,
     stop: &watch::Receiver<bool>,
-    sink: &Arc<dyn LogSink>,
-    group: u64,
+    stamps: &mut Stamps<'_>,
     begin: pb::SnapshotBegin,
 ) -> Result<(), LogStreamError> {
+    let group = stamps.group;
     let (tx, rx) = mpsc::channel::<Piece>(4);
     let installer = {
-        let sink = Arc::clone(sink);
+        let sink = Arc::clone(&stamps.sink);
         tokio::task::spawn_blocking(move || {
             let mut reader = PieceReader {
                 rx,
@@ -226,7 +257,7 @@ async fn install(
         term = begin.term,
         "logstream: installing a snapshot"
     );
-    let streamed = stream_snapshot(recv, stop, sink, group, &tx).await;
+    let streamed = stream_snapshot(recv, stop, stamps, &tx).await;
     // Without `End` the reader reports a broken transfer and the sink keeps its old state.
     drop(tx);
     let installed = installer
@@ -241,8 +272,7 @@ async fn install(
 async fn stream_snapshot(
     recv: &mut quinn::RecvStream,
     stop: &watch::Receiver<bool>,
-    sink: &Arc<dyn LogSink>,
-    group: u64,
+    stamps: &mut Stamps<'_>,
     tx: &mpsc::Sender<Piece>,
 ) -> Result<(), LogStreamError> {
     let mut crc = crc32fast::Hasher::new();
@@ -273,7 +303,7 @@ async fn stream_snapshot(
                 tx.send(Piece::End).await.map_err(|_| gone())?;
                 return Ok(());
             }
-            Kind::Stamp(stamp) => sink.stamp(group, stamp_from(&stamp), Instant::now()),
+            Kind::Stamp(stamp) => stamps.arrived(&stamp),
             Kind::Error(e) => return Err(error_from(e)),
             Kind::Entries(_) | Kind::SnapshotBegin(_) | Kind::ReadIndex(_) => {
                 return Err(LogStreamError::Protocol(

@@ -1,6 +1,9 @@
 //! Frames on a QUIC stream: a 4-byte big-endian length, then one prost message
 //! (`mangologpb.Request` from the client, `mangologpb.Frame` from the server).
 
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
 use bytes::{BufMut, Bytes, BytesMut};
 use mango_proto::mangologpb as pb;
 use prost::Message;
@@ -85,19 +88,61 @@ pub(crate) fn entries_frame(entries: &[LogEntry]) -> pb::Frame {
     }))
 }
 
-/// A `Stamp` frame.
+/// A `Stamp` frame, sent now.
 pub(crate) fn stamp_frame(stamp: Stamp) -> pb::Frame {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let sent = EPOCH.get_or_init(Instant::now).elapsed();
     frame(pb::frame::Kind::Stamp(pb::Stamp {
         commit: stamp.commit,
-        age_micros: u64::try_from(stamp.age.as_micros()).unwrap_or(u64::MAX),
+        age_micros: micros(stamp.age),
+        sent_micros: micros(sent),
     }))
 }
 
-/// The stamp a `Stamp` frame carries.
-pub(crate) fn stamp_from(pb: &pb::Stamp) -> Stamp {
-    Stamp {
-        commit: pb.commit,
-        age: std::time::Duration::from_micros(pb.age_micros),
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Turns the stamps of one connection into what the sink gets: the sender's age plus the time
+/// the stamp spent on the way.
+///
+/// A stamp written behind megabytes of entries waits in QUIC's buffers until the follower has
+/// read them; its age as the sender wrote it would then claim fresher knowledge than there is
+/// (unsafe for bounded-staleness reads). The clocks of the two hosts cannot be compared, but
+/// their difference `arrival - sent` can: over one connection it is smallest for a stamp that
+/// did not queue (the first stamp of a subscription goes out before any entry, and idle stamps
+/// go out on an empty stream), so each stamp's excess over that minimum is its queueing delay.
+/// One RTT more covers the transit of the fastest stamp itself. Rate differences between the
+/// two monotonic clocks (ppm) only make ages larger when the server's clock is the slower.
+pub(crate) struct Transit {
+    /// The follower's clock origin.
+    epoch: Instant,
+    /// The smallest `arrival - sent` seen on this connection, in microseconds.
+    base: Option<i128>,
+}
+
+impl Transit {
+    pub(crate) fn new() -> Self {
+        Transit {
+            epoch: Instant::now(),
+            base: None,
+        }
+    }
+
+    /// The stamp of `pb`, which arrived at `now` over a connection with round-trip time `rtt`.
+    pub(crate) fn arrived(&mut self, pb: &pb::Stamp, now: Instant, rtt: Duration) -> Stamp {
+        let arrival =
+            i128::try_from(now.duration_since(self.epoch).as_micros()).unwrap_or(i128::MAX);
+        let offset = arrival - i128::from(pb.sent_micros);
+        let base = self.base.map_or(offset, |b| b.min(offset));
+        self.base = Some(base);
+        let queued = u64::try_from(offset - base).unwrap_or(u64::MAX);
+        Stamp {
+            commit: pb.commit,
+            age: Duration::from_micros(pb.age_micros)
+                .saturating_add(Duration::from_micros(queued))
+                .saturating_add(rtt),
+        }
     }
 }
 

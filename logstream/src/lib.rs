@@ -10,8 +10,9 @@
 //!
 //! - **Transport.** QUIC (quinn) with TLS 1.3 (rustls, ring), ALPN `mango-log/1`. One
 //!   connection per follower (per [`follow`] call, per [`ReadIndexClient`]). Idle timeout
-//!   [`IDLE_TIMEOUT`] (3 s) with keep-alives every [`KEEP_ALIVE`] (1 s) on both ends, so a dead
-//!   peer is noticed within 3 s; a connection attempt to a silent address also gives up then.
+//!   [`IDLE_TIMEOUT`] (2.5 s) with keep-alives every [`KEEP_ALIVE`] (0.5 s) on both ends, so a
+//!   peer that goes silent is noticed within 3 s; a connection attempt to a silent address
+//!   gives up after the idle timeout.
 //! - **Frames.** Each message on a stream is a 4-byte big-endian length and a protobuf message
 //!   of `mangologpb` (`proto/proto/mango/logstream.proto`): the client's first and only frame
 //!   on a stream is a `Request` (at most [`MAX_REQUEST`] bytes), every server frame a `Frame`
@@ -21,8 +22,12 @@
 //!   - `Entries` — consecutive committed entries, the first exactly `from` (then exactly after
 //!     the previous batch or snapshot), about [`BATCH_BYTES`] of data per frame (a single
 //!     larger entry makes a larger frame). A `Stamp` follows every `Entries` frame.
-//!   - `Stamp{commit, age}` — also at least every [`STAMP_INTERVAL`] (100 ms) while there is
-//!     nothing new (none while the source has none, e.g. a voter without a leader).
+//!   - `Stamp{commit, age, sent}` — first, before any entry; also at least every
+//!     [`STAMP_INTERVAL`] (100 ms) while there is nothing new (none while the source has none,
+//!     e.g. a voter without a leader). The follower hands the sink the age plus the time the
+//!     stamp spent on the way: its queueing behind entries (measured from `sent`, the server's
+//!     monotonic clock, against the fastest stamp of the connection) plus one RTT, so a stamp
+//!     that waited behind a backlog never claims fresher knowledge than there is.
 //!   - `SnapshotBegin{index, term}`, `SnapshotChunk`..., `SnapshotEnd{total_bytes, crc32}` —
 //!     when the wanted index is compacted at the source; entries then continue from
 //!     `index + 1`. The follower checks length and CRC-32 before letting the install finish.

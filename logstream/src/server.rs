@@ -175,8 +175,10 @@ async fn subscription(
     let stopped = send.stopped();
     tokio::pin!(stopped);
     let mut next = from;
-    // A stamp right away: a new subscriber learns the commit index at once.
-    let mut last_stamp: Option<Instant> = None;
+    // A stamp right away, on the still empty stream: the subscriber learns the commit index at
+    // once and measures its baseline transit time (see `frame::Transit`).
+    send_stamp(send, &*source, group).await?;
+    let mut last_stamp = Instant::now();
     loop {
         updates.borrow_and_update();
         let src = Arc::clone(&source);
@@ -187,7 +189,7 @@ async fn subscription(
             Ok(entries) if !entries.is_empty() => {
                 next = send_entries(send, &entries, next).await?;
                 send_stamp(send, &*source, group).await?;
-                last_stamp = Some(Instant::now());
+                last_stamp = Instant::now();
                 continue;
             }
             Ok(_) => {}
@@ -202,7 +204,7 @@ async fn subscription(
                     Some(index) => next = index + 1,
                     None => return Ok(()),
                 }
-                last_stamp = Some(Instant::now());
+                last_stamp = Instant::now();
                 continue;
             }
             Err(e) => {
@@ -211,12 +213,11 @@ async fn subscription(
             }
         }
         // Caught up: stamp if due, then wait for a commit, the next stamp, or the client.
-        let due = last_stamp.is_none_or(|at| at.elapsed() >= STAMP_INTERVAL);
-        if due {
+        if last_stamp.elapsed() >= STAMP_INTERVAL {
             send_stamp(send, &*source, group).await?;
-            last_stamp = Some(Instant::now());
+            last_stamp = Instant::now();
         }
-        let deadline = last_stamp.map_or_else(Instant::now, |at| at + STAMP_INTERVAL);
+        let deadline = last_stamp + STAMP_INTERVAL;
         tokio::select! {
             changed = updates.changed() => {
                 if changed.is_err() {

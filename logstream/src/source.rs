@@ -127,6 +127,7 @@ pub trait LogSink: Send + Sync + 'static {
         chunks: &mut dyn std::io::Read,
     ) -> Result<(), String>;
 
-    /// A stamp arrived; `received` is the local time it arrived.
+    /// A stamp arrived; `received` is the local time it arrived. Its `age` already includes
+    /// the estimated time it spent on the way (queueing behind entries, plus one RTT).
     fn stamp(&self, group: u64, stamp: Stamp, received: Instant);
 }

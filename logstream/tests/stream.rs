@@ -144,7 +144,8 @@ async fn stamps_arrive_while_idle_with_a_sane_age() {
     assert!(idle.len() >= 3, "only {} stamps in 600 ms", idle.len());
     for (stamp, _) in idle {
         assert_eq!(stamp.commit, 5);
-        assert_eq!(stamp.age, Duration::ZERO, "a leader stamps with age 0");
+        // A leader stamps with age 0; what arrives is aged by the (loopback) transit only.
+        assert!(stamp.age < Duration::from_millis(50), "{stamp:?}");
     }
     // Gaps between stamps stay near the interval.
     for pair in idle.windows(2) {
@@ -198,12 +199,30 @@ async fn a_large_backlog_streams_with_bounded_memory() {
     assert!(source.max_asked.load(Ordering::Relaxed) <= BATCH_BYTES as u64);
 
     let start = Instant::now();
+    let held_since = {
+        let stamps = sink.stamps.lock().unwrap();
+        assert_eq!(
+            stamps.len(),
+            1,
+            "only the first stamp arrives before the entries"
+        );
+        stamps[0].1
+    };
     sink.hold.store(false, Ordering::Relaxed);
     wait_until(Duration::from_secs(15), "the whole backlog", || {
         sink.last_index() == N
     })
     .await;
     eprintln!("{N} entries of {SIZE} bytes in {:?}", start.elapsed());
+    // The stamp written after the first batch waited in the stream while the sink was held:
+    // it arrives aged by that wait, not with the sender's age 0.
+    let (queued, _) = sink.stamps.lock().unwrap()[1];
+    let held = start - held_since;
+    assert!(
+        queued.age + Duration::from_millis(100) >= held,
+        "a stamp queued for {held:?} arrived with age {:?}",
+        queued.age
+    );
     assert_eq!(sink.history(), source.history());
     follower.stop().await;
     server.stop().await;
@@ -254,5 +273,79 @@ async fn a_chain_of_followers_gets_the_same_entries() {
     follow_c.stop().await;
     server_b.stop().await;
     follow_b.stop().await;
+    server_a.stop().await;
+}
+
+/// A UDP relay to `target` that can go silent (as a crashed host or a cut link would: no
+/// CONNECTION_CLOSE, nothing at all).
+async fn relay(
+    target: std::net::SocketAddr,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicBool>) {
+    let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    back.connect(target).await.unwrap();
+    let addr = front.local_addr().unwrap();
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = Arc::new(std::sync::Mutex::new(None));
+    {
+        let (front, back, cut, client) = (front.clone(), back.clone(), cut.clone(), client.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                *client.lock().unwrap() = Some(from);
+                if !cut.load(Ordering::Relaxed) {
+                    let _ = back.send(&buf[..n]).await;
+                }
+            }
+        });
+    }
+    {
+        let cut = cut.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = back.recv(&mut buf).await {
+                let to = *client.lock().unwrap();
+                if let (Some(to), false) = (to, cut.load(Ordering::Relaxed)) {
+                    let _ = front.send_to(&buf[..n], to).await;
+                }
+            }
+        });
+    }
+    (addr, cut)
+}
+
+#[tokio::test]
+async fn a_silent_upstream_is_left_within_the_idle_timeout() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let (tls_a, client_tls) = dev_tls(dir.path());
+    let tls_b = ServerTls::dev(dir.path(), &[]).unwrap();
+    let a = MemLog::leader();
+    let b = MemLog::leader();
+    a.commit(10, 10);
+    b.commit(10, 10);
+    let server_a = Server::start(localhost0(), tls_a, a.clone()).await;
+    let server_b = Server::start(localhost0(), tls_b, b.clone()).await;
+    let (via, cut) = relay(server_a.addr).await;
+
+    let sink = MemLog::learner();
+    let follower = Follower::start(vec![via, server_b.addr], client_tls, sink.clone());
+    wait_until(LIMIT, "entries through the relay", || {
+        sink.last_index() == 10
+    })
+    .await;
+    cut.store(true, Ordering::Relaxed);
+    let cut_at = Instant::now();
+    b.commit(5, 10);
+    wait_until(LIMIT, "entries from B", || sink.last_index() == 15).await;
+    let took = cut_at.elapsed();
+    assert!(
+        took < mango_logstream::IDLE_TIMEOUT
+            + mango_logstream::KEEP_ALIVE
+            + Duration::from_millis(700),
+        "a silent upstream was noticed after {took:?}"
+    );
+    follower.stop().await;
+    server_b.stop().await;
     server_a.stop().await;
 }
