@@ -32,7 +32,9 @@ pub fn store_status(e: StoreError) -> Status {
 pub fn node_status(e: NodeError) -> Status {
     let code = match e {
         NodeError::Store(store) => return store_status(store),
+        NodeError::Forwarded(status) => return status,
         NodeError::NoLeader
+        | NodeError::TooStale(_)
         | NodeError::Timeout
         | NodeError::LeaderChanged
         | NodeError::Stopped => Code::Unavailable,

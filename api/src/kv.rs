@@ -16,6 +16,7 @@ use mango_store::{
 };
 use tonic::Status;
 
+use crate::consistency::Consistency;
 use crate::error::{node_status, store_status, unexpected_response};
 use crate::limits::check_request_size;
 use crate::node::EtcdNode;
@@ -38,13 +39,18 @@ impl<N: EtcdNode> KvService<N> {
         }
     }
 
-    /// The view a read is served from: the latest applied one for a serializable read, one
-    /// that has applied everything committed before the call for a linearizable read.
-    async fn view(&self, serializable: bool) -> Result<Arc<ReadView<RedbSnapshot>>, Status> {
-        if serializable {
-            self.node.read_view().map_err(node_status)
-        } else {
-            self.node.linearizable_view().await.map_err(node_status)
+    /// The view a read is served from, by the consistency the client picked: the latest
+    /// applied one (stale, etcd's serializable), one that has applied everything committed
+    /// before the call (linearizable), or one known current within a bound.
+    async fn view(&self, consistency: Consistency) -> Result<Arc<ReadView<RedbSnapshot>>, Status> {
+        match consistency {
+            Consistency::Stale => self.node.read_view().map_err(node_status),
+            Consistency::Linearizable | Consistency::LearnerLinearizable => {
+                self.node.linearizable_view().await.map_err(node_status)
+            }
+            Consistency::Bounded(max_age) => {
+                self.node.bounded_view(max_age).await.map_err(node_status)
+            }
         }
     }
 
@@ -90,9 +96,10 @@ impl<N: EtcdNode> Kv for KvService<N> {
         &self,
         request: tonic::Request<RangeRequest>,
     ) -> Result<tonic::Response<RangeResponse>, Status> {
+        let consistency = Consistency::of(request.metadata(), request.get_ref().serializable)?;
         let req = request.into_inner();
         validate_range(&req).map_err(store_status)?;
-        let view = self.view(req.serializable).await?;
+        let view = self.view(consistency).await?;
         let mut resp = view.range(&req).map_err(store_status)?;
         resp.header = Some(self.node.header(view.revision()));
         Ok(tonic::Response::new(resp))
@@ -132,10 +139,12 @@ impl<N: EtcdNode> Kv for KvService<N> {
         &self,
         request: tonic::Request<TxnRequest>,
     ) -> Result<tonic::Response<TxnResponse>, Status> {
+        let consistency =
+            Consistency::of(request.metadata(), is_txn_serializable(request.get_ref()))?;
         let req = request.into_inner();
         validate_txn(&req, MAX_TXN_OPS).map_err(store_status)?;
         if is_txn_read_only(&req) {
-            let view = self.view(is_txn_serializable(&req)).await?;
+            let view = self.view(consistency).await?;
             let mut resp = view.txn(&req).map_err(store_status)?;
             fill_header(&*self.node, &mut resp.header, view.revision());
             return Ok(tonic::Response::new(resp));

@@ -13,6 +13,7 @@
 
 mod cluster;
 mod concurrency;
+mod consistency;
 mod election;
 pub mod error;
 mod kv;
@@ -25,6 +26,7 @@ mod server;
 mod watch;
 
 pub use cluster::ClusterService;
+pub use consistency::{CONSISTENCY_HEADER, Consistency};
 pub use election::ElectionService;
 pub use kv::KvService;
 pub use lease::LeaseService;

@@ -25,6 +25,10 @@ pub enum NodeError {
     /// Leadership changed while the request waited (`Unavailable`, "etcdserver: leader changed").
     #[error("etcdserver: leader changed")]
     LeaderChanged,
+    /// A bounded-staleness read cannot be served within its bound (`Unavailable`, so a client
+    /// or proxy tries another member), with what this member knows.
+    #[error("mango: {0}")]
+    TooStale(String),
     /// The node is stopping (`Unavailable`, "etcdserver: server stopped").
     #[error("etcdserver: server stopped")]
     Stopped,
@@ -57,6 +61,10 @@ pub enum NodeError {
     /// "etcdserver: not leader").
     #[error("etcdserver: not leader")]
     NotLeader,
+    /// A request forwarded to another member failed there: answered as that member answered
+    /// (same gRPC code and message).
+    #[error("{}", .0.message())]
+    Forwarded(tonic::Status),
     /// Anything else (`Internal` / `Unavailable` as fits), with a message.
     #[error("{0}")]
     Other(String),
@@ -96,6 +104,14 @@ pub trait EtcdNode: Send + Sync + 'static {
     /// batched), then returns the view to read (linearizable reads).
     fn linearizable_view(
         &self,
+    ) -> impl Future<Output = Result<Arc<ReadView<RedbSnapshot>>, NodeError>> + Send;
+
+    /// A view whose data was known to be current at most `max_age` ago (waiting briefly for
+    /// apply to reach what is committed), or `NodeError::TooStale` when this member cannot
+    /// tell that (it lost contact with the leader, or lags too far).
+    fn bounded_view(
+        &self,
+        max_age: std::time::Duration,
     ) -> impl Future<Output = Result<Arc<ReadView<RedbSnapshot>>, NodeError>> + Send;
 
     /// The revision of the latest applied view, updated after every applied batch (and

@@ -126,6 +126,14 @@ impl EtcdNode for TestNode {
         self.read_view()
     }
 
+    /// One member applying at once: always current.
+    async fn bounded_view(
+        &self,
+        _max_age: std::time::Duration,
+    ) -> Result<Arc<ReadView<RedbSnapshot>>, NodeError> {
+        self.read_view()
+    }
+
     fn revision_updates(&self) -> tokio::sync::watch::Receiver<i64> {
         self.revisions.subscribe()
     }

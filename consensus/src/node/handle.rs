@@ -27,6 +27,10 @@ pub struct GroupStatus {
     pub voters: Vec<u64>,
     /// Raft learners in the current configuration.
     pub learners: Vec<u64>,
+    /// How long ago this node last heard from the leader (zero on the leader, whose
+    /// leadership check_quorum confirms every election timeout; unknown leader: the time
+    /// since the last election began).
+    pub leader_contact_age: std::time::Duration,
 }
 
 /// A command for the Raft loop.
@@ -149,6 +153,11 @@ impl<O: Send + 'static> RaftHandle<O> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::ReadIndex { group, reply })?;
         rx.await.map_err(|_| RaftError::Stopped)?
+    }
+
+    /// The applied index of `group`, as it changes.
+    pub fn applied_updates(&self, group: GroupId) -> Result<watch::Receiver<u64>, RaftError> {
+        Ok(self.group(group)?.applied.subscribe())
     }
 
     /// Waits until `group` has applied `index`.

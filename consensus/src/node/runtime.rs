@@ -621,6 +621,11 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                 last_index: raft.raft_log.last_index(),
                 voters: cs.get_voters().to_vec(),
                 learners: cs.get_learners().to_vec(),
+                leader_contact_age: if raft.state == StateRole::Leader {
+                    std::time::Duration::ZERO
+                } else {
+                    self.config.tick * u32::try_from(raft.election_elapsed).unwrap_or(u32::MAX)
+                },
             };
             if **shared.status.load() != status {
                 shared.status.store(Arc::new(status));
