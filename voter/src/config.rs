@@ -62,6 +62,16 @@ pub struct Config {
     /// Largest request a client may send, in bytes.
     #[arg(long, default_value_t = 1_572_864)]
     pub max_request_bytes: usize,
+    /// Serve the committed-log stream to learners (QUIC) on this address, ip:port.
+    #[arg(long)]
+    pub listen_logstream_addr: Option<std::net::SocketAddr>,
+    /// PEM certificate for the log stream [default: a development certificate generated
+    /// under the data dir at first start].
+    #[arg(long, requires = "logstream_key")]
+    pub logstream_cert: Option<PathBuf>,
+    /// PEM key of --logstream-cert.
+    #[arg(long, requires = "logstream_cert")]
+    pub logstream_key: Option<PathBuf>,
     /// How often idle watchers that asked for progress notifications get one, in
     /// milliseconds (etcd's 10 minutes; lower it in tests).
     #[arg(long, default_value_t = 600_000, hide = true)]

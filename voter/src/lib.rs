@@ -5,6 +5,7 @@ pub mod config;
 pub mod leases;
 pub mod lessor;
 mod logging;
+pub mod logsource;
 pub mod machine;
 pub mod node;
 pub mod server;

@@ -55,6 +55,43 @@ fn member_change(entry: &Entry) -> Option<MemberChange> {
         .filter(|c| c.member.is_some())
 }
 
+/// What the store applies for a Raft entry: a normal entry's data as is (an encoded
+/// `RaftRequest`, or empty), a configuration change as the `RaftRequest` of its member change
+/// (empty if it carries none). Also returns the member change, if any, so callers can follow
+/// peer URLs. Learners receive entries already converted (see `logsource`).
+pub(crate) fn store_data(e: &Entry) -> (Vec<u8>, Option<MemberChange>) {
+    match e.get_entry_type() {
+        EntryType::EntryNormal => {
+            // A member update rides a normal entry: its encoding starts with field 10 of
+            // RaftRequest (the proposer leaves id 0), tag byte 0x52.
+            let change = if e.data.first() == Some(&0x52) {
+                match RaftRequest::decode(e.data.as_ref()) {
+                    Ok(RaftRequest {
+                        request: Some(mango_proto::mangopb::raft_request::Request::MemberChange(c)),
+                        ..
+                    }) => Some(c),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            (e.data.to_vec(), change)
+        }
+        _ => match member_change(e) {
+            Some(c) => {
+                let request = mango_proto::mangopb::raft_request::Request::MemberChange(c.clone());
+                let data = RaftRequest {
+                    id: 0,
+                    request: Some(request),
+                }
+                .encode_to_vec();
+                (data, Some(c))
+            }
+            None => (Vec::new(), None),
+        },
+    }
+}
+
 impl StateMachine for StoreMachine {
     type Output = Output;
 
@@ -71,32 +108,12 @@ impl StateMachine for StoreMachine {
         }
         let converted: Vec<Vec<u8>> = entries
             .iter()
-            .map(|e| match e.get_entry_type() {
-                EntryType::EntryNormal => {
-                    // A member update rides a normal entry: its encoding starts with field 10
-                    // of RaftRequest (the proposer leaves id 0), tag byte 0x52.
-                    if e.data.first() == Some(&0x52)
-                        && let Ok(RaftRequest {
-                            request:
-                                Some(mango_proto::mangopb::raft_request::Request::MemberChange(c)),
-                            ..
-                        }) = RaftRequest::decode(e.data.as_ref())
-                    {
-                        self.track_peer(&c);
-                    }
-                    e.data.to_vec()
+            .map(|e| {
+                let (data, change) = store_data(e);
+                if let Some(c) = change {
+                    self.track_peer(&c);
                 }
-                _ => member_change(e)
-                    .map(|c| {
-                        self.track_peer(&c);
-                        let request = mango_proto::mangopb::raft_request::Request::MemberChange(c);
-                        RaftRequest {
-                            id: 0,
-                            request: Some(request),
-                        }
-                        .encode_to_vec()
-                    })
-                    .unwrap_or_default(),
+                data
             })
             .collect();
         let batch: Vec<ApplyEntry<'_>> = entries

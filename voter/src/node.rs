@@ -54,6 +54,8 @@ pub struct VoterNode {
     /// Committed-but-unapplied entries past which proposals are refused (etcd's
     /// `maxGapBetweenApplyAndCommitIndex`, 5,000).
     pub max_apply_gap: u64,
+    /// One Raft tick (a follower's commit index may lag the leader's by one heartbeat).
+    pub tick: Duration,
 }
 
 fn raft_error(e: RaftError) -> NodeError {
@@ -187,6 +189,44 @@ impl EtcdNode for VoterNode {
 
     fn revision_updates(&self) -> tokio::sync::watch::Receiver<i64> {
         self.revisions.clone()
+    }
+
+    /// A voter's data is current as of its last contact with the leader (the leader's own:
+    /// now); wait for apply to reach the commit index, then check the age.
+    async fn bounded_view(
+        &self,
+        max_age: Duration,
+    ) -> Result<Arc<ReadView<RedbSnapshot>>, NodeError> {
+        let status = self.raft.status(GROUP).map_err(raft_error)?;
+        if status.leader == 0 {
+            return Err(NodeError::TooStale(format!(
+                "no leader known: cannot serve a read no older than {} ms",
+                max_age.as_millis()
+            )));
+        }
+        let age = if status.leader == self.member_id {
+            Duration::ZERO
+        } else {
+            status.leader_contact_age + self.tick
+        };
+        if age > max_age {
+            return Err(NodeError::TooStale(format!(
+                "last heard from the leader {} ms ago: cannot serve a read no older than {} ms",
+                age.as_millis(),
+                max_age.as_millis()
+            )));
+        }
+        let wait = max_age - age;
+        tokio::time::timeout(wait, self.raft.wait_applied(GROUP, status.commit))
+            .await
+            .map_err(|_| {
+                NodeError::TooStale(format!(
+                    "apply is behind commit: cannot serve a read no older than {} ms",
+                    max_age.as_millis()
+                ))
+            })?
+            .map_err(raft_error)?;
+        self.read_view()
     }
 
     async fn propose(&self, request: Request) -> Result<Response, NodeError> {

@@ -157,6 +157,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .first()
         .and_then(|u| bind_addr(u).ok())
         .map(|a| a.ip());
+    let log_for_stream = log.clone();
     let (raft, raft_thread) = node::start(
         node_config,
         log,
@@ -184,6 +185,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         min_lease_ttl: crate::leases::min_lease_ttl(Duration::from_millis(config.election_timeout)),
         leader_client: crate::leases::LeaderClient::default(),
         max_apply_gap: config.max_apply_gap,
+        tick: config.tick(),
     });
     tokio::spawn(crate::leases::run(
         voter.clone(),
@@ -232,6 +234,29 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 let _ = stop.wait_for(|s| *s).await;
             },
         )));
+    }
+    if let Some(addr) = config.listen_logstream_addr {
+        let tls = match (&config.logstream_cert, &config.logstream_key) {
+            (Some(cert), Some(key)) => mango_logstream::ServerTls::from_pem_files(cert, key)?,
+            _ => mango_logstream::ServerTls::dev(&member_dir, &[addr.ip().to_string()])?,
+        };
+        let source: Arc<dyn mango_logstream::LogSource> =
+            Arc::new(crate::logsource::VoterLogSource {
+                log: log_for_stream.clone(),
+                raft: raft.clone(),
+                store: store.clone(),
+                tick: config.tick(),
+            });
+        let mut stop = stop_rx.clone();
+        let (bound, task) = mango_logstream::serve(addr, tls, source, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await?;
+        tracing::info!(%bound, "serving the committed log to learners");
+        servers.push(tokio::spawn(async move {
+            let _ = task.await;
+            Ok::<(), tonic::transport::Error>(())
+        }));
     }
     tokio::spawn(publish_attributes(
         voter.clone(),
