@@ -1,0 +1,102 @@
+//! Clients of the voters' etcd API, for what a learner forwards: writes, lease keep-alives and
+//! TTLs, membership changes. The voters are found in the replicated member registry (their
+//! published client URLs), so a learner needs no flag naming them.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use mango_api::NodeError;
+use mango_proto::etcdserverpb::cluster_client::ClusterClient;
+use mango_proto::etcdserverpb::kv_client::KvClient;
+use mango_proto::etcdserverpb::lease_client::LeaseClient;
+use mango_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use mango_store::Store;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::log::GROUP;
+
+/// A load-balanced channel to every voter's client URLs, rebuilt when they change.
+pub struct Voters {
+    store: Arc<Store>,
+    timeout: Duration,
+    cached: Mutex<Option<(Vec<String>, Channel)>>,
+}
+
+impl Voters {
+    /// Voters as `store`'s member registry lists them; each forwarded call is bounded by
+    /// `timeout`.
+    pub fn new(store: Arc<Store>, timeout: Duration) -> Self {
+        Self {
+            store,
+            timeout,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// The voters' client URLs (members that are not Raft learners), as published.
+    pub fn urls(&self) -> Vec<String> {
+        let members = self
+            .store
+            .read(GROUP)
+            .and_then(|v| v.members())
+            .unwrap_or_default();
+        let mut urls: Vec<String> = members
+            .into_iter()
+            .filter(|m| !m.is_learner)
+            .flat_map(|m| m.client_urls)
+            .collect();
+        urls.sort();
+        urls.dedup();
+        urls
+    }
+
+    fn channel(&self) -> Result<Channel, NodeError> {
+        let urls = self.urls();
+        if urls.is_empty() {
+            return Err(NodeError::NoLeader);
+        }
+        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((known, channel)) = cached.as_ref()
+            && *known == urls
+        {
+            return Ok(channel.clone());
+        }
+        let mut endpoints = Vec::new();
+        for url in &urls {
+            let endpoint = Endpoint::from_shared(url.clone())
+                .map_err(|e| NodeError::Other(format!("voter client URL {url:?}: {e}")))?
+                .tcp_nodelay(true)
+                .connect_timeout(Duration::from_secs(1))
+                .timeout(self.timeout);
+            endpoints.push(endpoint);
+        }
+        let channel = Channel::balance_list(endpoints.into_iter());
+        *cached = Some((urls, channel.clone()));
+        Ok(channel)
+    }
+
+    /// The KV service of the voters.
+    pub fn kv(&self) -> Result<KvClient<Channel>, NodeError> {
+        Ok(KvClient::new(self.channel()?).max_decoding_message_size(usize::MAX))
+    }
+
+    /// The Lease service of the voters.
+    pub fn lease(&self) -> Result<LeaseClient<Channel>, NodeError> {
+        Ok(LeaseClient::new(self.channel()?))
+    }
+
+    /// The Cluster service of the voters.
+    pub fn cluster(&self) -> Result<ClusterClient<Channel>, NodeError> {
+        Ok(ClusterClient::new(self.channel()?))
+    }
+
+    /// The Maintenance service of the voters.
+    pub fn maintenance(&self) -> Result<MaintenanceClient<Channel>, NodeError> {
+        Ok(MaintenanceClient::new(self.channel()?))
+    }
+}
+
+/// A failure at the voters, answered to our client as they answered it.
+pub fn forwarded(status: tonic::Status) -> NodeError {
+    NodeError::Forwarded(status)
+}

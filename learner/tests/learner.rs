@@ -1,0 +1,213 @@
+//! Learners against real voters on loopback: 3 voters, learners fed by a voter and by another
+//! learner. Learner-linearizable reads see every acknowledged write; stale reads and watches
+//! follow; writes through a learner are forwarded; a killed learner resumes; a learner behind
+//! the log's compaction catches up by snapshot; a learner cut off from its upstream refuses
+//! bounded reads and keeps serving stale ones.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Deployment, get, kv, put, wait_value};
+use etcd_client::{Client, EventType, WatchOptions};
+
+/// 3 voters, learner 0 following a follower, learner 1 following learner 0.
+fn deployment(extra: &[&str]) -> (Deployment, usize) {
+    let mut d = Deployment::start(extra);
+    let leader = d.wait_leader();
+    let follower = (leader + 1) % 3;
+    let upstream = d.voters[follower].stream_addr();
+    d.add_learner(&upstream, &[]);
+    let chained = d.learners[0].stream_addr();
+    d.add_learner(&chained, &[]);
+    (d, leader)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learner_linearizable_reads_see_every_acknowledged_write() {
+    let (d, _) = deployment(&[]);
+    let mut writers = Vec::new();
+    for v in &d.voters {
+        writers.push(kv(&v.endpoint()).await);
+    }
+    let mut readers = Vec::new();
+    for l in &d.learners {
+        readers.push(kv(&l.endpoint()).await);
+    }
+    let start = Instant::now();
+    let mut checked = 0;
+    for round in 0..60 {
+        let key = format!("lin/{}", round % 12);
+        let value = format!("v{round}");
+        let w = round % writers.len();
+        let rev = put(&mut writers[w], &key, &value).await;
+        // Started after the acknowledgement: must see this write (or a later one).
+        let r = round % readers.len();
+        let resp = get(&mut readers[r], &key, "learner-linearizable")
+            .await
+            .unwrap_or_else(|e| panic!("learner {r} refused a linearizable read: {e}"));
+        let kv = resp
+            .kvs
+            .first()
+            .unwrap_or_else(|| panic!("learner {r} lost {key}"));
+        assert!(
+            kv.mod_revision >= rev,
+            "learner {r} served {key} at mod revision {} after the write at {rev} was acknowledged",
+            kv.mod_revision
+        );
+        assert!(resp.header.unwrap().revision >= rev);
+        checked += 1;
+    }
+    assert_eq!(checked, 60);
+    assert!(start.elapsed() < Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_reads_watches_and_forwarded_writes_on_learners() {
+    let (d, _) = deployment(&[]);
+    let chained = d.learners[1].endpoint();
+    // Connect once it listens.
+    let mut via_learner = kv(&chained).await;
+    // A watch on the chained learner and one on a voter see the same events.
+    let mut on_learner = Client::connect([chained.clone()], None).await.unwrap();
+    let mut on_voter = Client::connect([d.voters[0].endpoint()], None)
+        .await
+        .unwrap();
+    let opts = || Some(WatchOptions::new().with_prefix().with_prev_key());
+    let mut learner_events = on_learner.watch("w/", opts()).await.unwrap();
+    let mut voter_events = on_voter.watch("w/", opts()).await.unwrap();
+
+    // Writes through the learner are forwarded to the voters.
+    for i in 0..20 {
+        put(&mut via_learner, &format!("w/{}", i % 5), &format!("{i}")).await;
+    }
+    let mut voter_kv = kv(&d.voters[0].endpoint()).await;
+    let r = get(&mut voter_kv, "w/4", "linearizable").await.unwrap();
+    assert_eq!(r.kvs[0].value, b"19");
+    on_voter.delete("w/0", None).await.unwrap();
+    wait_value(&chained, "w/3", "18", Duration::from_secs(10)).await;
+
+    async fn collect(
+        stream: &mut etcd_client::WatchStream,
+        n: usize,
+    ) -> Vec<(EventType, String, i64, Option<String>)> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let resp = tokio::time::timeout(Duration::from_secs(10), stream.message())
+                .await
+                .expect("events arrive")
+                .unwrap()
+                .unwrap();
+            for e in resp.events() {
+                let kv = e.kv().unwrap();
+                out.push((
+                    e.event_type(),
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    kv.mod_revision(),
+                    e.prev_kv()
+                        .map(|p| String::from_utf8_lossy(p.value()).into_owned()),
+                ));
+            }
+        }
+        out
+    }
+    let from_learner = collect(&mut learner_events, 21).await;
+    let from_voter = collect(&mut voter_events, 21).await;
+    assert_eq!(
+        from_learner, from_voter,
+        "a learner's watch differs from a voter's"
+    );
+    assert_eq!(from_learner[20].0, EventType::Delete);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_learner_resumes_and_a_learner_behind_compaction_gets_a_snapshot() {
+    // A short Raft log: compacted every 200 entries, keeping 50.
+    let (mut d, _) = deployment(&[
+        "--snapshot-count",
+        "200",
+        "--snapshot-catchup-entries",
+        "50",
+    ]);
+    let mut w = kv(&d.voters[0].endpoint()).await;
+    put(&mut w, "r/first", "1").await;
+    wait_value(
+        &d.learners[0].endpoint(),
+        "r/first",
+        "1",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Kill the first learner (the chained one loses its upstream too), write past several
+    // compactions, restart: both catch up (the first by snapshot: its next entry is gone).
+    d.kill_learner(0);
+    for i in 0..800 {
+        put(&mut w, &format!("r/{}", i % 40), &format!("{i}")).await;
+    }
+    d.spawn_learner(0);
+    for l in 0..2 {
+        wait_value(
+            &d.learners[l].endpoint(),
+            "r/39",
+            "799",
+            Duration::from_secs(20),
+        )
+        .await;
+    }
+    assert!(
+        d.learners[0].log_text().contains("installed a snapshot"),
+        "the restarted learner did not catch up by snapshot:\n{}",
+        d.learners[0].log_text()
+    );
+    // And it keeps following.
+    put(&mut w, "r/after", "yes").await;
+    wait_value(
+        &d.learners[1].endpoint(),
+        "r/after",
+        "yes",
+        Duration::from_secs(10),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_cut_off_from_upstream_refuses_bounded_reads_and_serves_stale_ones() {
+    let mut d = Deployment::start(&[]);
+    let leader = d.wait_leader();
+    let follower = (leader + 1) % 3;
+    let upstream = d.voters[follower].stream_addr();
+    d.add_learner(&upstream, &[]);
+    let mut w = kv(&d.voters[leader].endpoint()).await;
+    put(&mut w, "b/k", "v1").await;
+    let l = d.learners[0].endpoint();
+    wait_value(&l, "b/k", "v1", Duration::from_secs(10)).await;
+    let mut reader = kv(&l).await;
+    // Connected: a bounded read within 1 s succeeds.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match get(&mut reader, "b/k", "bounded=1000").await {
+            Ok(r) => {
+                assert_eq!(r.kvs[0].value, b"v1");
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "bounded read refused: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Cut off: its only upstream dies.
+    d.kill_voter(follower);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let err = get(&mut reader, "b/k", "bounded=1000").await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("no older than 1000 ms"),
+        "{}",
+        err.message()
+    );
+    let stale = get(&mut reader, "b/k", "stale").await.unwrap();
+    assert_eq!(stale.kvs[0].value, b"v1", "stale reads go on");
+    let bad = get(&mut reader, "b/k", "fresh-please").await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+}
