@@ -145,7 +145,11 @@ async fn stream(
         Ok(()) => {
             let _ = send.finish();
         }
-        Err(e) => tracing::debug!(%peer, error = %e, "logstream stream ended"),
+        Err(e) => {
+            // Not a clean end: the client must not take what it got for the whole answer.
+            let _ = send.reset(quinn::VarInt::from_u32(1));
+            tracing::debug!(%peer, error = %e, "logstream stream ended");
+        }
     }
 }
 
@@ -179,6 +183,8 @@ async fn subscription(
     // once and measures its baseline transit time (see `frame::Transit`).
     send_stamp(send, &*source, group).await?;
     let mut last_stamp = Instant::now();
+    // A snapshot was sent and no entry since.
+    let mut just_snapshotted = false;
     loop {
         updates.borrow_and_update();
         let src = Arc::clone(&source);
@@ -188,11 +194,26 @@ async fn subscription(
         match fetched {
             Ok(entries) if !entries.is_empty() => {
                 next = send_entries(send, &entries, next).await?;
+                just_snapshotted = false;
                 send_stamp(send, &*source, group).await?;
                 last_stamp = Instant::now();
                 continue;
             }
             Ok(_) => {}
+            Err(SourceError::Compacted { first_index }) if just_snapshotted => {
+                // The source's snapshot is older than its own log: sending it again would loop.
+                tracing::error!(
+                    group,
+                    next,
+                    first_index,
+                    "logstream: the snapshot does not reach the log"
+                );
+                let e = SourceError::Unavailable(format!(
+                    "the snapshot ends before the first index kept ({first_index})"
+                ));
+                frame::write(send, &error_frame(&e)).await?;
+                return Ok(());
+            }
             Err(SourceError::Compacted { first_index }) => {
                 tracing::info!(
                     group,
@@ -204,6 +225,7 @@ async fn subscription(
                     Some(index) => next = index + 1,
                     None => return Ok(()),
                 }
+                just_snapshotted = true;
                 last_stamp = Instant::now();
                 continue;
             }

@@ -125,6 +125,35 @@ async fn a_subscriber_behind_the_first_index_gets_a_snapshot_then_entries() {
 }
 
 #[tokio::test]
+async fn a_broken_snapshot_transfer_leaves_the_sink_as_it_was_and_is_retried() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let (server_tls, client_tls) = dev_tls(dir.path());
+    let source = MemLog::leader();
+    source.commit(1000, 3000);
+    source.compact(500);
+    source.break_snapshots.store(1, Ordering::Relaxed);
+    let server = Server::start(localhost0(), server_tls, source.clone()).await;
+
+    let sink = MemLog::learner();
+    let follower = Follower::start(vec![server.addr], client_tls, sink.clone());
+    wait_until(LIMIT, "the snapshot", || sink.last_index() == 1000).await;
+    assert_eq!(
+        source.break_snapshots.load(Ordering::Relaxed),
+        0,
+        "the first one broke"
+    );
+    assert_eq!(
+        sink.installs.load(Ordering::Relaxed),
+        1,
+        "only the whole one was installed"
+    );
+    assert_eq!(sink.history(), source.history());
+    follower.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn stamps_arrive_while_idle_with_a_sane_age() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();

@@ -61,6 +61,8 @@ pub struct MemLog {
     pub stamps: Mutex<Vec<(Stamp, Instant)>>,
     /// Snapshots installed as a sink.
     pub installs: AtomicU64,
+    /// This many of the next snapshots break off after their first chunk.
+    pub break_snapshots: AtomicU64,
 }
 
 impl MemLog {
@@ -78,6 +80,7 @@ impl MemLog {
             hold: AtomicBool::new(false),
             stamps: Mutex::new(Vec::new()),
             installs: AtomicU64::new(0),
+            break_snapshots: AtomicU64::new(0),
         })
     }
 
@@ -213,8 +216,16 @@ impl LogSource for MemLog {
         drop(inner);
         let (index, term) = last.map_or((0, 0), |e| (e.index, e.term));
         // Uneven chunk sizes, some larger than a frame batch.
-        let chunks: Vec<Result<Vec<u8>, String>> =
+        let mut chunks: Vec<Result<Vec<u8>, String>> =
             bytes.chunks(1_500_000).map(|c| Ok(c.to_vec())).collect();
+        let broken = self
+            .break_snapshots
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if broken {
+            chunks.truncate(1);
+            chunks.push(Err("disk error".into()));
+        }
         Ok(SnapshotSource {
             index,
             term,
