@@ -35,7 +35,9 @@ pub use limits::{
     check_request_size, raft_request_len,
 };
 pub use lock::LockService;
-pub use maintenance::{ETCD_VERSION, MaintenanceService, SNAPSHOT_CHUNK_BYTES};
+pub use maintenance::{
+    ETCD_VERSION, LAG_ENTRIES, LAG_MS, MaintenanceService, SNAPSHOT_CHUNK_BYTES,
+};
 pub use node::{EtcdNode, NodeError, NodeStatus};
 pub use server::{router, routes, serve};
 pub use watch::{DUPLICATE_WATCH_ID, EMPTY_WATCHER_RANGE, WatchService};

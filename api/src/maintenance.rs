@@ -20,6 +20,12 @@ use tonic::Status;
 use crate::error::{node_status, store_status};
 use crate::node::EtcdNode;
 
+/// Response metadata of Maintenance.Status on a learner: milliseconds since its data was
+/// last known current.
+pub const LAG_MS: &str = "mango-lag-ms";
+/// Response metadata of Maintenance.Status on a learner: committed entries not yet applied.
+pub const LAG_ENTRIES: &str = "mango-lag-entries";
+
 /// The version Status reports. mango speaks etcd's 3.4 API (what Debian's etcdctl 3.4.23
 /// uses), and clients parse this string to pick features, so it names that etcd release.
 pub const ETCD_VERSION: &str = "3.4.23";
@@ -143,7 +149,9 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
         _request: tonic::Request<StatusRequest>,
     ) -> Result<tonic::Response<StatusResponse>, Status> {
         let status = self.node.status();
-        Ok(tonic::Response::new(StatusResponse {
+        let lag = status.lag;
+        let lag_entries = status.raft_index.saturating_sub(status.raft_applied_index);
+        let mut response = tonic::Response::new(StatusResponse {
             header: Some(self.header()?),
             version: ETCD_VERSION.to_string(),
             db_size: status.db_size,
@@ -154,7 +162,25 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
             errors: status.errors,
             db_size_in_use: status.db_size_in_use,
             is_learner: status.is_learner,
-        }))
+        });
+        if let Some(lag) = lag {
+            let md = response.metadata_mut();
+            md.insert(
+                LAG_MS,
+                lag.as_millis()
+                    .to_string()
+                    .parse()
+                    .map_err(|_| Status::internal("lag"))?,
+            );
+            md.insert(
+                LAG_ENTRIES,
+                lag_entries
+                    .to_string()
+                    .parse()
+                    .map_err(|_| Status::internal("lag"))?,
+            );
+        }
+        Ok(response)
     }
 
     async fn defragment(

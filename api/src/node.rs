@@ -89,6 +89,10 @@ pub struct NodeStatus {
     pub is_learner: bool,
     /// Alarm and health errors.
     pub errors: Vec<String>,
+    /// A learner's lag: how long ago its data was last known current (None on voters).
+    /// Maintenance.Status sends it as response metadata `mango-lag-ms`, with
+    /// `mango-lag-entries` (raft_index - raft_applied_index).
+    pub lag: Option<std::time::Duration>,
 }
 
 /// The node the etcd services run on (Raft group 0: the whole key space).

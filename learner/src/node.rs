@@ -372,6 +372,7 @@ impl EtcdNode for LearnerNode {
             db_size_in_use: size.in_use_bytes as i64,
             is_learner: true,
             errors,
+            lag: Some(fresh.map_or(Duration::MAX, |f| f.at.elapsed())),
         }
     }
 

@@ -385,6 +385,7 @@ impl EtcdNode for VoterNode {
             db_size_in_use: size.in_use_bytes as i64,
             is_learner: raft.learners.contains(&self.member_id),
             errors,
+            lag: None,
         }
     }
 

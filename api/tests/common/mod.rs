@@ -246,6 +246,7 @@ impl EtcdNode for TestNode {
             db_size: i64::try_from(size.file_bytes).unwrap_or(i64::MAX),
             db_size_in_use: i64::try_from(size.in_use_bytes).unwrap_or(i64::MAX),
             is_learner: false,
+            lag: None,
             errors: self
                 .state()
                 .alarms
