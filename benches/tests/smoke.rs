@@ -185,7 +185,10 @@ fn smoke_runs_every_workload_on_both_systems() {
             .parse()
             .unwrap_or_else(|_| panic!("mango ops/s in {r:?}"));
         assert!(mango_ops > 0.0, "{r:?}");
-        assert!(r[11].starts_with("0 / 0"), "no workload fails anywhere: {r:?}");
+        assert!(
+            r[11].starts_with("0 / 0"),
+            "no workload fails anywhere: {r:?}"
+        );
     }
     assert_no_server_left(&scratch.0);
 }
