@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -51,6 +51,8 @@ pub const MEMBERS: usize = 3;
 pub struct Member {
     pub name: String,
     pub client_port: u16,
+    /// UDP port of the QUIC log stream to learners (mango with `--listen-logstream-addr`).
+    pub logstream_port: Option<u16>,
     pub data_dir: PathBuf,
     pub proc: Proc,
 }
@@ -58,6 +60,11 @@ pub struct Member {
 impl Member {
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// `ip:port` of its log stream, if it serves one.
+    pub fn logstream_addr(&self) -> Option<String> {
+        self.logstream_port.map(|p| format!("127.0.0.1:{p}"))
     }
 }
 
@@ -83,6 +90,19 @@ fn free_ports(n: usize) -> Result<Vec<u16>, String> {
         .map_err(|e| format!("no free loopback port: {e}"))
 }
 
+/// `n` distinct free loopback UDP ports (all bound at once, then released).
+pub fn free_udp_ports(n: usize) -> Result<Vec<u16>, String> {
+    let sockets = (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("no free loopback UDP port: {e}"))?;
+    sockets
+        .iter()
+        .map(|s| s.local_addr().map(|a| a.port()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("no free loopback UDP port: {e}"))
+}
+
 /// The last `n` lines of a log file, for error messages.
 pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -100,8 +120,29 @@ impl Cluster {
         loadgen: &Loadgen,
         health_timeout: Duration,
     ) -> Result<Cluster, String> {
+        Self::start_with(system, bin, dir, loadgen, health_timeout, false)
+    }
+
+    /// [`Cluster::start`], and with `logstream` (mango only) every voter also serves its
+    /// committed log to learners (`--listen-logstream-addr`).
+    pub fn start_with(
+        system: System,
+        bin: &Path,
+        dir: &Path,
+        loadgen: &Loadgen,
+        health_timeout: Duration,
+        logstream: bool,
+    ) -> Result<Cluster, String> {
+        if logstream && system != System::Mango {
+            return Err(format!("{system} has no log stream"));
+        }
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let ports = free_ports(2 * MEMBERS)?;
+        let stream_ports = if logstream {
+            free_udp_ports(MEMBERS)?
+        } else {
+            Vec::new()
+        };
         let names: Vec<String> = (1..=MEMBERS)
             .map(|i| format!("{}{i}", system.prefix()))
             .collect();
@@ -132,8 +173,11 @@ impl Cluster {
                 .args(["--initial-advertise-peer-urls", &peer_url(i)])
                 .args(["--initial-cluster", &initial_cluster])
                 .args(["--initial-cluster-token", "bench"])
-                .args(["--initial-cluster-state", "new"])
-                .env("NO_COLOR", "1")
+                .args(["--initial-cluster-state", "new"]);
+            if let Some(port) = stream_ports.get(i) {
+                cmd.args(["--listen-logstream-addr", &format!("127.0.0.1:{port}")]);
+            }
+            cmd.env("NO_COLOR", "1")
                 .stdin(Stdio::null())
                 .stdout(log)
                 .stderr(log2);
@@ -141,6 +185,7 @@ impl Cluster {
             members.push(Member {
                 name: name.clone(),
                 client_port: ports[2 * i],
+                logstream_port: stream_ports.get(i).copied(),
                 data_dir,
                 proc,
             });
@@ -237,6 +282,37 @@ impl Cluster {
             .sum()
     }
 
+    /// CPU seconds used so far by each member, in member order.
+    pub fn cpu_seconds_each(&self) -> Result<Vec<f64>, String> {
+        self.members
+            .iter()
+            .map(|m| {
+                procfs::cpu_seconds(m.proc.pid())
+                    .map_err(|e| format!("{} {}: {e}", self.system, m.name))
+            })
+            .collect()
+    }
+
+    /// The index of the leading member, as `etcdctl endpoint status` (the Maintenance Status
+    /// RPC) reports it: the member whose own id is the leader id it names.
+    pub fn leader(&self, etcdctl: &Path) -> Result<usize, String> {
+        let out = Command::new(etcdctl)
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoints()))
+            .args(["--command-timeout=5s", "endpoint", "status", "-w", "json"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("running {}: {e}", etcdctl.display()))?;
+        let endpoints: Vec<String> = self.members.iter().map(Member::endpoint).collect();
+        leader_of(&String::from_utf8_lossy(&out.stdout), &endpoints).ok_or_else(|| {
+            format!(
+                "no leader in `etcdctl endpoint status` ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })
+    }
+
     /// The largest peak RSS (VmHWM) of any member, in KiB.
     pub fn max_peak_rss_kib(&self) -> Result<u64, String> {
         self.members
@@ -278,6 +354,23 @@ impl Cluster {
             let _ = std::fs::remove_dir_all(&m.data_dir);
         }
     }
+}
+
+/// The index in `endpoints` of the leader, out of `etcdctl endpoint status -w json` output:
+/// the entry whose `Status.header.member_id` equals its `Status.leader`.
+pub fn leader_of(status_json: &str, endpoints: &[String]) -> Option<usize> {
+    let v: serde_json::Value = serde_json::from_str(status_json.trim()).ok()?;
+    v.as_array()?.iter().find_map(|entry| {
+        let status = entry.get("Status")?;
+        let leader = status.get("leader")?.as_u64()?;
+        let me = status.get("header")?.get("member_id")?.as_u64()?;
+        if leader == 0 || leader != me {
+            return None;
+        }
+        let endpoint = entry.get("Endpoint")?.as_str()?;
+        let endpoint = endpoint.strip_prefix("http://").unwrap_or(endpoint);
+        endpoints.iter().position(|e| e == endpoint)
+    })
 }
 
 /// Whether a server log line reports a warning, an error or a panic. Matches mango's tracing
@@ -337,6 +430,18 @@ mod tests {
         p.sort_unstable();
         p.dedup();
         assert_eq!(p.len(), 6);
+    }
+
+    #[test]
+    fn leader_is_the_member_that_names_itself() {
+        let eps = ["127.0.0.1:1".to_owned(), "127.0.0.1:2".to_owned()];
+        let json = r#"[{"Endpoint":"127.0.0.1:1","Status":{"header":{"member_id":7},"leader":9}},
+            {"Endpoint":"http://127.0.0.1:2","Status":{"header":{"member_id":9},"leader":9}}]"#;
+        assert_eq!(leader_of(json, &eps), Some(1));
+        let none = r#"[{"Endpoint":"127.0.0.1:1","Status":{"header":{"member_id":7},"leader":0}}]"#;
+        assert_eq!(leader_of(none, &eps), None);
+        assert_eq!(leader_of("", &eps), None);
+        assert_eq!(leader_of("[{}]", &eps), None);
     }
 
     #[test]

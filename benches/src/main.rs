@@ -13,6 +13,8 @@
 
 mod children;
 mod cluster;
+mod learners;
+mod learners_report;
 mod loadgen;
 mod procfs;
 mod report;
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::cluster::{Cluster, System};
 use crate::loadgen::Loadgen;
@@ -33,15 +35,18 @@ use crate::workloads::Workload;
 #[derive(Debug, Parser)]
 #[command(name = "mango-bench", version, about)]
 struct Args {
+    /// Another benchmark instead of the side-by-side table.
+    #[command(subcommand)]
+    mode: Option<Mode>,
     /// Rounds (etcd then mango for every workload, fresh data dirs each time); medians are
     /// reported.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, global = true, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
     /// Multiplies every workload's size (1.0: 20k puts per put run, 1M keys in the dataset).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, global = true, default_value_t = 1.0)]
     scale: f64,
     /// Every workload tiny and one round: a check that everything runs, in seconds.
-    #[arg(long)]
+    #[arg(long, global = true)]
     smoke: bool,
     /// Only the workloads whose name contains one of these, comma-separated, written as in
     /// the work dir: put-1-client, put-64-clients, put-256-clients, range-linearizable,
@@ -49,28 +54,36 @@ struct Args {
     /// enough).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// The markdown report [default: benches/results/<date>.md, <date>-smoke.md with --smoke].
-    #[arg(long)]
+    /// The markdown report [default: benches/results/<date>.md, <date>-smoke.md with --smoke;
+    /// <date>-learners.md for `learners`].
+    #[arg(long, global = true)]
     out: Option<PathBuf>,
     /// Keep data dirs' logs and loadgen output here (kept afterwards) instead of a temporary
     /// folder (removed after a successful run).
-    #[arg(long)]
+    #[arg(long, global = true)]
     work_dir: Option<PathBuf>,
     /// mango-voter binary [default: <target dir>/release/mango-voter].
-    #[arg(long)]
+    #[arg(long, global = true)]
     voter_bin: Option<PathBuf>,
     /// mango-loadgen binary [default: <target dir>/release/mango-loadgen].
-    #[arg(long)]
+    #[arg(long, global = true)]
     loadgen_bin: Option<PathBuf>,
     /// etcd binary.
-    #[arg(long, default_value = "/usr/bin/etcd")]
+    #[arg(long, global = true, default_value = "/usr/bin/etcd")]
     etcd_bin: PathBuf,
     /// Seconds a cluster has to become healthy.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, global = true, default_value_t = 30)]
     health_timeout: u64,
     /// Seconds one loadgen run may take before it is killed and reported as failed.
-    #[arg(long, default_value_t = 1800)]
+    #[arg(long, global = true, default_value_t = 1800)]
     workload_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Learner scale-out: stale and learner-linearizable reads served by 0..=N learners, with
+    /// the leader's CPU per 1,000 reads, against etcd's serializable and linearizable reads.
+    Learners(learners::LearnerArgs),
 }
 
 /// The workspace root (this crate's parent folder).
@@ -307,7 +320,27 @@ fn progress_line(system: System, m: &Measurement) -> String {
     s
 }
 
-fn run(args: Args) -> Result<bool, String> {
+/// What every mode shares, fixed at the start of a run: the binaries (copied into the work
+/// dir), the work dir, the report's path, the date and the versions.
+struct Prepared {
+    setup: Setup,
+    rounds: u32,
+    scale: f64,
+    smoke: bool,
+    date: String,
+    time: String,
+    mango_version: String,
+    out: PathBuf,
+    work: PathBuf,
+    /// The work dir is ours to remove after a successful run.
+    temporary: bool,
+    started: Instant,
+    load_start: String,
+}
+
+/// Checks the shared flags and binaries, and makes the work dir. The default report is
+/// `benches/results/<date><suffix>.md` (`-smoke` is appended under --smoke).
+fn prepare(args: &Args, suffix: &str) -> Result<Prepared, String> {
     let started = Instant::now();
     let load_start = procfs::load_average();
     if !(args.scale.is_finite() && args.scale > 0.0) {
@@ -347,10 +380,6 @@ fn run(args: Args) -> Result<bool, String> {
         workload_timeout: Duration::from_secs(args.workload_timeout),
     };
     let rounds = if args.smoke { 1 } else { args.rounds };
-    let workloads = workloads::select(workloads::all(args.scale, args.smoke), &args.only);
-    if workloads.is_empty() {
-        return Err(format!("no workload matches --only {:?}", args.only));
-    }
     let (date, time) = now_utc();
     // Recorded at the start: others may commit while a long run goes on.
     let built = std::fs::metadata(&setup.voter_bin)
@@ -367,12 +396,10 @@ fn run(args: Args) -> Result<bool, String> {
         None => format!("{}{built}", version_of(&setup.voter_bin)),
     };
     let out = args.out.clone().unwrap_or_else(|| {
-        let name = if args.smoke {
-            format!("{date}-smoke.md")
-        } else {
-            format!("{date}.md")
-        };
-        workspace().join("benches/results").join(name)
+        let smoke = if args.smoke { "-smoke" } else { "" };
+        workspace()
+            .join("benches/results")
+            .join(format!("{date}{suffix}{smoke}.md"))
     });
     let (work, temporary) = match &args.work_dir {
         Some(d) => (d.clone(), false),
@@ -391,11 +418,87 @@ fn run(args: Args) -> Result<bool, String> {
     let bin_dir = work.join("bin");
     setup.voter_bin = snapshot_bin(&setup.voter_bin, &bin_dir)?;
     setup.loadgen.bin = snapshot_bin(&setup.loadgen.bin, &bin_dir)?;
+    Ok(Prepared {
+        setup,
+        rounds,
+        scale: args.scale,
+        smoke: args.smoke,
+        date,
+        time,
+        mango_version,
+        out,
+        work,
+        temporary,
+        started,
+        load_start,
+    })
+}
+
+impl Prepared {
+    /// The report header's facts, as of now.
+    fn meta(&self) -> Meta {
+        Meta {
+            date: format!("{} {} UTC", self.date, self.time),
+            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu_model: procfs::cpu_model(),
+            mem_mib: procfs::mem_total_mib(),
+            rounds: self.rounds,
+            scale: self.scale,
+            smoke: self.smoke,
+            etcd_version: version_of(&self.setup.etcd_bin).replace("etcd Version: ", ""),
+            mango_version: self.mango_version.clone(),
+            wall_seconds: self.started.elapsed().as_secs_f64(),
+            load_start: self.load_start.clone(),
+            load_end: procfs::load_average(),
+        }
+    }
+
+    /// Writes the report, and removes a temporary work dir if every run went well.
+    fn finish(&self, md: &str, all_ok: bool) -> Result<(), String> {
+        if let Some(parent) = self.out.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        }
+        std::fs::write(&self.out, md)
+            .map_err(|e| format!("writing {}: {e}", self.out.display()))?;
+        eprintln!("mango-bench: report written to {}", self.out.display());
+        if self.temporary && all_ok {
+            let _ = std::fs::remove_dir_all(&self.work);
+        } else {
+            eprintln!(
+                "mango-bench: logs and loadgen output kept in {}",
+                self.work.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+fn run(args: Args) -> Result<bool, String> {
+    match &args.mode {
+        Some(Mode::Learners(l)) => {
+            let p = prepare(&args, "-learners")?;
+            learners::run(&p, l)
+        }
+        None => {
+            let p = prepare(&args, "")?;
+            run_comparison(&p, &args.only)
+        }
+    }
+}
+
+/// The side-by-side table: every workload on etcd, then on mango, over the rounds.
+fn run_comparison(p: &Prepared, only: &[String]) -> Result<bool, String> {
+    let (setup, rounds, work) = (&p.setup, p.rounds, &p.work);
+    let workloads = workloads::select(workloads::all(p.scale, p.smoke), only);
+    if workloads.is_empty() {
+        return Err(format!("no workload matches --only {only:?}"));
+    }
     eprintln!(
         "mango-bench: {} workload(s) x {rounds} round(s) x etcd, mango; scale {}{}; work dir {}",
         workloads.len(),
-        args.scale,
-        if args.smoke { " (smoke)" } else { "" },
+        p.scale,
+        if p.smoke { " (smoke)" } else { "" },
         work.display()
     );
 
@@ -421,7 +524,7 @@ fn run(args: Args) -> Result<bool, String> {
                     .join(format!("r{round}"))
                     .join(workloads::slug(&w.name))
                     .join(system.name());
-                let m = run_once(&setup, system, w, round, &dir)
+                let m = run_once(setup, system, w, round, &dir)
                     .map_err(|e| format!("{e}\n(work dir kept: {})", work.display()))?;
                 eprintln!("  {}", progress_line(system, &m));
                 all_ok &= m.report.is_some() && m.notes.is_empty();
@@ -432,21 +535,7 @@ fn run(args: Args) -> Result<bool, String> {
         }
     }
 
-    let meta = Meta {
-        date: format!("{date} {time} UTC"),
-        nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        cpu_model: procfs::cpu_model(),
-        mem_mib: procfs::mem_total_mib(),
-        rounds,
-        scale: args.scale,
-        smoke: args.smoke,
-        etcd_version: version_of(&setup.etcd_bin).replace("etcd Version: ", ""),
-        mango_version,
-        wall_seconds: started.elapsed().as_secs_f64(),
-        load_start,
-        load_end: procfs::load_average(),
-    };
-    let md = report::render_markdown(&meta, &rows);
+    let md = report::render_markdown(&p.meta(), &rows);
     let (table, footnotes) = report::main_table(&rows);
     println!("{table}");
     for (i, f) in footnotes.iter().enumerate() {
@@ -455,20 +544,7 @@ fn run(args: Args) -> Result<bool, String> {
     if let Some(t) = report::dataset_table(&rows) {
         println!("\n{t}");
     }
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("creating {}: {e}", parent.display()))?;
-    }
-    std::fs::write(&out, md).map_err(|e| format!("writing {}: {e}", out.display()))?;
-    eprintln!("mango-bench: report written to {}", out.display());
-    if temporary && all_ok {
-        let _ = std::fs::remove_dir_all(&work);
-    } else {
-        eprintln!(
-            "mango-bench: logs and loadgen output kept in {}",
-            work.display()
-        );
-    }
+    p.finish(&md, all_ok)?;
     Ok(all_ok)
 }
 

@@ -7,7 +7,7 @@ const KEY_SPACE: u64 = 100_000;
 const VAL_SIZE: u64 = 256;
 /// The key the range workloads read, as the preload (`put --key-space-size 1
 /// --sequential-keys`, 8-byte keys) writes it.
-const RANGE_KEY: &str = "00000000";
+pub const RANGE_KEY: &str = "00000000";
 
 /// One workload.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,7 +23,7 @@ pub struct Workload {
 }
 
 /// `base` scaled, at least `min`.
-fn scaled(base: u64, scale: f64, min: u64) -> u64 {
+pub fn scaled(base: u64, scale: f64, min: u64) -> u64 {
     ((base as f64 * scale).round() as u64).max(min)
 }
 
@@ -51,6 +51,20 @@ fn short(n: u64) -> String {
 fn trim(x: f64) -> String {
     let s = format!("{x:.1}");
     s.strip_suffix(".0").map_or(s.clone(), str::to_owned)
+}
+
+/// The preload of the range workloads: one put of [`RANGE_KEY`].
+pub fn range_preload() -> Vec<String> {
+    args(&[
+        "--total",
+        "1",
+        "put",
+        "--key-space-size",
+        "1",
+        "--sequential-keys",
+        "--val-size",
+        &VAL_SIZE.to_string(),
+    ])
 }
 
 /// Every workload at `scale`, or tiny ones under `smoke`.
@@ -82,16 +96,7 @@ pub fn all(scale: f64, smoke: bool) -> Vec<Workload> {
             &val,
         ])
     };
-    let preload_key = args(&[
-        "--total",
-        "1",
-        "put",
-        "--key-space-size",
-        "1",
-        "--sequential-keys",
-        "--val-size",
-        &val,
-    ]);
+    let preload_key = range_preload();
     let range_run = |consistency: &str| {
         args(&[
             "--clients",

@@ -1,9 +1,10 @@
-//! Runs `mango-bench --smoke` end to end against real etcd and real mango voters (the debug
-//! builds next to this test's binaries), and checks that Ctrl-C leaves no server behind.
+//! Runs `mango-bench --smoke` (and `mango-bench --smoke learners`) end to end against real
+//! etcd and real mango voters and learners (the debug builds next to this test's binaries),
+//! and checks that Ctrl-C leaves no server behind.
 //!
 //! `cargo test -p mango-benches` builds only this package's binary: build the others first
-//! with `cargo build -p mango-voter -p mango-loadgen` (CI's `cargo nextest run --workspace`
-//! builds them with the rest of the workspace).
+//! with `cargo build -p mango-voter -p mango-learner -p mango-loadgen` (CI's `cargo nextest
+//! run --workspace` builds them with the rest of the workspace).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,8 +20,8 @@ fn sibling(name: &str) -> PathBuf {
         .join(name);
     assert!(
         path.is_file(),
-        "{} is missing: run `cargo build -p mango-voter -p mango-loadgen` first (cargo test -p \
-         mango-benches builds only mango-bench)",
+        "{} is missing: run `cargo build -p mango-voter -p mango-learner -p mango-loadgen` \
+         first (cargo test -p mango-benches builds only mango-bench)",
         path.display()
     );
     path
@@ -190,6 +191,71 @@ fn smoke_runs_every_workload_on_both_systems() {
             "no workload fails anywhere: {r:?}"
         );
     }
+    assert_no_server_left(&scratch.0);
+}
+
+#[test]
+fn smoke_learners_mode_measures_reads_on_voters_and_a_learner() {
+    let scratch = Scratch::new("learners");
+    let learner = sibling("mango-learner");
+    let learner = learner.to_string_lossy();
+    let out = bench(
+        &scratch,
+        &["learners", "--max-learners", "1", "--learner-bin", &learner],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "mango-bench --smoke learners failed ({}):\n{stderr}",
+        out.status
+    );
+    let md = std::fs::read_to_string(scratch.0.join("report.md")).unwrap();
+    for needle in [
+        "# Reads on learners: mango vs etcd, ",
+        "fsync on in both",
+        "share the same",
+        "| system, reads served by ",
+        "leader CPU-ms / 1k reads",
+        "## Every run",
+    ] {
+        assert!(
+            md.contains(needle),
+            "{needle:?} missing from the report:\n{md}"
+        );
+    }
+    let rows: Vec<Vec<String>> = md
+        .lines()
+        .skip_while(|l| !l.starts_with("| system, reads served by "))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.split('|').map(|c| c.trim().to_owned()).collect())
+        .collect();
+    let names: Vec<String> = rows.iter().map(|r| format!("{}: {}", r[1], r[2])).collect();
+    assert_eq!(
+        names,
+        [
+            "etcd, 3 members: serializable",
+            "etcd, 3 members: linearizable",
+            "mango, 3 voters: stale",
+            "mango, 3 voters: learner-linearizable",
+            "mango, 1 learner: stale",
+            "mango, 1 learner: learner-linearizable",
+        ]
+    );
+    for r in &rows {
+        let reads: f64 = r[3].parse().unwrap_or_else(|_| panic!("reads/s in {r:?}"));
+        assert!(reads > 0.0, "{r:?}");
+        let leader: f64 = r[5]
+            .parse()
+            .unwrap_or_else(|_| panic!("leader CPU in {r:?}"));
+        assert!(leader >= 0.0, "{r:?}");
+        assert_eq!(r[9], "0", "no errors and no notes: {r:?}");
+    }
+    // The learner's own CPU is measured only where a learner serves the reads.
+    assert_eq!(rows[2][8], "–");
+    assert!(rows[4][8].parse::<f64>().is_ok(), "{:?}", rows[4]);
     assert_no_server_left(&scratch.0);
 }
 
