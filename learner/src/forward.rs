@@ -50,11 +50,20 @@ impl Voters {
         urls
     }
 
-    fn channel(&self) -> Result<Channel, NodeError> {
-        let urls = self.urls();
-        if urls.is_empty() {
-            return Err(NodeError::NoLeader);
-        }
+    /// The channel, waiting up to the timeout for the registry to name a voter with client
+    /// URLs (a learner that just started may not have applied the members' published URLs).
+    async fn channel(&self) -> Result<Channel, NodeError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let urls = loop {
+            let urls = self.urls();
+            if !urls.is_empty() {
+                break urls;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NodeError::NoLeader);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((known, channel)) = cached.as_ref()
             && *known == urls
@@ -76,23 +85,23 @@ impl Voters {
     }
 
     /// The KV service of the voters.
-    pub fn kv(&self) -> Result<KvClient<Channel>, NodeError> {
-        Ok(KvClient::new(self.channel()?).max_decoding_message_size(usize::MAX))
+    pub async fn kv(&self) -> Result<KvClient<Channel>, NodeError> {
+        Ok(KvClient::new(self.channel().await?).max_decoding_message_size(usize::MAX))
     }
 
     /// The Lease service of the voters.
-    pub fn lease(&self) -> Result<LeaseClient<Channel>, NodeError> {
-        Ok(LeaseClient::new(self.channel()?))
+    pub async fn lease(&self) -> Result<LeaseClient<Channel>, NodeError> {
+        Ok(LeaseClient::new(self.channel().await?))
     }
 
     /// The Cluster service of the voters.
-    pub fn cluster(&self) -> Result<ClusterClient<Channel>, NodeError> {
-        Ok(ClusterClient::new(self.channel()?))
+    pub async fn cluster(&self) -> Result<ClusterClient<Channel>, NodeError> {
+        Ok(ClusterClient::new(self.channel().await?))
     }
 
     /// The Maintenance service of the voters.
-    pub fn maintenance(&self) -> Result<MaintenanceClient<Channel>, NodeError> {
-        Ok(MaintenanceClient::new(self.channel()?))
+    pub async fn maintenance(&self) -> Result<MaintenanceClient<Channel>, NodeError> {
+        Ok(MaintenanceClient::new(self.channel().await?))
     }
 }
 

@@ -71,7 +71,7 @@ impl LearnerNode {
 
     /// Asks a voter for the cluster id (once the member registry names a voter).
     pub async fn fetch_cluster_id(&self) -> bool {
-        let Ok(mut client) = self.voters.maintenance() else {
+        let Ok(mut client) = self.voters.maintenance().await else {
             return false;
         };
         match client.status(StatusRequest {}).await {
@@ -133,25 +133,38 @@ impl LearnerNode {
     async fn forward(&self, request: Request) -> Result<Response, NodeError> {
         let response = match request {
             Request::Put(r) => {
-                let resp = self.voters.kv()?.put(r).await.map_err(forwarded)?;
+                let resp = self.voters.kv().await?.put(r).await.map_err(forwarded)?;
                 Response::Put(resp.into_inner())
             }
             Request::DeleteRange(r) => {
-                let resp = self.voters.kv()?.delete_range(r).await.map_err(forwarded)?;
+                let resp = self
+                    .voters
+                    .kv()
+                    .await?
+                    .delete_range(r)
+                    .await
+                    .map_err(forwarded)?;
                 Response::DeleteRange(resp.into_inner())
             }
             Request::Txn(r) => {
-                let resp = self.voters.kv()?.txn(r).await.map_err(forwarded)?;
+                let resp = self.voters.kv().await?.txn(r).await.map_err(forwarded)?;
                 Response::Txn(resp.into_inner())
             }
             Request::Compaction(r) => {
-                let resp = self.voters.kv()?.compact(r).await.map_err(forwarded)?;
+                let resp = self
+                    .voters
+                    .kv()
+                    .await?
+                    .compact(r)
+                    .await
+                    .map_err(forwarded)?;
                 Response::Compaction(resp.into_inner())
             }
             Request::LeaseGrant(r) => {
                 let resp = self
                     .voters
-                    .lease()?
+                    .lease()
+                    .await?
                     .lease_grant(r)
                     .await
                     .map_err(forwarded)?;
@@ -160,7 +173,8 @@ impl LearnerNode {
             Request::LeaseRevoke(r) => {
                 let resp = self
                     .voters
-                    .lease()?
+                    .lease()
+                    .await?
                     .lease_revoke(r)
                     .await
                     .map_err(forwarded)?;
@@ -302,7 +316,8 @@ impl EtcdNode for LearnerNode {
     ) -> Result<Member, NodeError> {
         let resp = self
             .voters
-            .cluster()?
+            .cluster()
+            .await?
             .member_add(MemberAddRequest {
                 peer_ur_ls: peer_urls,
                 is_learner,
@@ -316,7 +331,8 @@ impl EtcdNode for LearnerNode {
 
     async fn member_remove(&self, id: u64) -> Result<(), NodeError> {
         self.voters
-            .cluster()?
+            .cluster()
+            .await?
             .member_remove(MemberRemoveRequest { id })
             .await
             .map_err(forwarded)?;
@@ -325,7 +341,8 @@ impl EtcdNode for LearnerNode {
 
     async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<(), NodeError> {
         self.voters
-            .cluster()?
+            .cluster()
+            .await?
             .member_update(MemberUpdateRequest {
                 id,
                 peer_ur_ls: peer_urls,
@@ -337,7 +354,8 @@ impl EtcdNode for LearnerNode {
 
     async fn member_promote(&self, id: u64) -> Result<(), NodeError> {
         self.voters
-            .cluster()?
+            .cluster()
+            .await?
             .member_promote(MemberPromoteRequest { id })
             .await
             .map_err(forwarded)?;
@@ -400,7 +418,8 @@ impl EtcdNode for LearnerNode {
 
     async fn disarm(&self, alarm: AlarmMember) -> Result<(), NodeError> {
         self.voters
-            .maintenance()?
+            .maintenance()
+            .await?
             .alarm(AlarmRequest {
                 action: AlarmAction::Deactivate as i32,
                 member_id: alarm.member_id,
@@ -427,7 +446,7 @@ impl EtcdNode for LearnerNode {
     }
 
     async fn lease_renew(&self, id: i64) -> Result<i64, NodeError> {
-        let mut client = self.voters.lease()?;
+        let mut client = self.voters.lease().await?;
         let mut responses = client
             .lease_keep_alive(tokio_stream::iter([LeaseKeepAliveRequest { id }]))
             .await
@@ -443,7 +462,8 @@ impl EtcdNode for LearnerNode {
     async fn lease_remaining(&self, id: i64) -> Result<i64, NodeError> {
         let resp = self
             .voters
-            .lease()?
+            .lease()
+            .await?
             .lease_time_to_live(LeaseTimeToLiveRequest { id, keys: false })
             .await
             .map_err(forwarded)?
