@@ -1,0 +1,110 @@
+//! Startup and shutdown of the proxy: build the routing state, health-check the upstreams in
+//! the background, serve etcd's client API until told to stop.
+
+use std::future::Future;
+use std::time::Duration;
+
+use mango_proto::etcdserverpb::cluster_server::ClusterServer;
+use mango_proto::etcdserverpb::kv_server::KvServer;
+use mango_proto::etcdserverpb::lease_server::LeaseServer;
+use mango_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use mango_proto::etcdserverpb::watch_server::WatchServer;
+use mango_proto::v3electionpb::election_server::ElectionServer;
+use mango_proto::v3lockpb::lock_server::LockServer;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::config::Config;
+use crate::kv::KvProxy;
+use crate::route::Proxy;
+use crate::services::Forwarder;
+
+/// Bytes of gRPC framing allowed on top of the largest request.
+const GRPC_OVERHEAD: usize = 512 * 1024;
+
+/// Runs the proxy on `listener` until `shutdown` resolves, then lets calls in flight finish.
+/// Bind the listener to port 0 in tests.
+pub async fn serve(
+    listener: TcpListener,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let proxy = Proxy::new(
+        &config.voter_urls(),
+        &config.learner_urls(),
+        config.request_timeout(),
+        config.max_concurrent_requests,
+        config.eject_after_failures,
+    )?;
+    // Health checks and leader lookups, every interval, for as long as the server runs.
+    let checker = {
+        let proxy = proxy.clone();
+        let every = config.health_interval();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                proxy.check_all(every.max(Duration::from_millis(500))).await;
+            }
+        })
+    };
+
+    let max_decoding = config.max_request_bytes + GRPC_OVERHEAD;
+    let forwarder = Forwarder::new(proxy.clone());
+    macro_rules! svc {
+        ($server:ident, $inner:expr) => {
+            $server::new($inner)
+                .max_decoding_message_size(max_decoding)
+                .max_encoding_message_size(usize::MAX)
+        };
+    }
+    // The overall service "" answers SERVING while the proxy runs.
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        voters = %config.voters,
+        learners = %config.learners,
+        "mango-proxy serving"
+    );
+    let served = Server::builder()
+        .add_service(svc!(KvServer, KvProxy::new(proxy.clone())))
+        .add_service(svc!(WatchServer, forwarder.clone()))
+        .add_service(svc!(LeaseServer, forwarder.clone()))
+        .add_service(svc!(ClusterServer, forwarder.clone()))
+        .add_service(svc!(MaintenanceServer, forwarder.clone()))
+        .add_service(svc!(LockServer, forwarder.clone()))
+        .add_service(svc!(ElectionServer, forwarder))
+        .add_service(health)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await;
+    checker.abort();
+    let c = proxy.counters();
+    tracing::info!(
+        to_leader = c.to_leader.load(std::sync::atomic::Ordering::Relaxed),
+        to_reads = c.to_reads.load(std::sync::atomic::Ordering::Relaxed),
+        retries = c.retries.load(std::sync::atomic::Ordering::Relaxed),
+        shed = c.shed.load(std::sync::atomic::Ordering::Relaxed),
+        "mango-proxy stopped"
+    );
+    Ok(served?)
+}
+
+/// Runs the proxy configured by `config` until `shutdown` resolves: logs to stderr, binds the
+/// client URL, serves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    config.validate()?;
+    let addr = config.listen_addr()?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    serve(listener, &config, shutdown).await
+}
