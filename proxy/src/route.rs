@@ -230,6 +230,35 @@ impl Proxy {
         *last = Instant::now();
     }
 
+    /// Whether a leader is known (and not ejected).
+    fn leader_known(&self) -> bool {
+        let i = self.0.leader.load(Ordering::Relaxed);
+        self.0
+            .voters
+            .members()
+            .get(i)
+            .is_some_and(|l| !l.is_ejected())
+    }
+
+    /// For leader-bound requests: when no leader is known, looks it up again with backoff
+    /// until one is, or until `deadline` (at most 3 s from now) is near, rather than send a
+    /// write to a follower that may itself be waiting for an election. After that, any voter
+    /// is tried.
+    async fn await_leader(&self, deadline: Option<Instant>) {
+        let now = Instant::now();
+        let cap = now + Duration::from_secs(3);
+        let until = deadline.map_or(cap, |d| d.min(cap));
+        let mut wait = Duration::from_millis(20);
+        while !self.leader_known() {
+            self.find_leader(Instant::now()).await;
+            if self.leader_known() || Instant::now() + wait >= until {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(200));
+        }
+    }
+
     fn pick(&self, route: Route, tried: &[Arc<Upstream>]) -> Option<Arc<Upstream>> {
         let untried = |u: &Arc<Upstream>| !tried.iter().any(|t| Arc::ptr_eq(t, u));
         match route {
@@ -296,7 +325,7 @@ impl Proxy {
             not_applied(status)
         };
         let backoff = backoff(attempt);
-        let max_attempts = if route.idempotent() { 4 } else { 30 };
+        let max_attempts = if route.idempotent() { 4 } else { 12 };
         if !retry || attempt + 1 >= max_attempts || Instant::now() + backoff >= deadline {
             return None;
         }
@@ -375,6 +404,9 @@ impl Proxy {
         let mut attempt = 0;
         loop {
             let started = Instant::now();
+            if matches!(route, Route::Leader { .. }) {
+                self.await_leader(deadline).await;
+            }
             let up = self.pick_again(route, &mut tried)?;
             let load = up.start();
             let out = Request::from_parts(md.clone(), Extensions::default(), msg.clone());
@@ -404,7 +436,7 @@ impl Proxy {
                 )
                 .await
             else {
-                return Err(status);
+                return Err(unavailable_if_transport(status, &up));
             };
             tried.push(up);
             tokio::time::sleep(wait).await;
@@ -433,6 +465,9 @@ impl Proxy {
         let mut attempt = 0;
         loop {
             let started = Instant::now();
+            if matches!(route, Route::Leader { .. }) {
+                self.await_leader(deadline.into()).await;
+            }
             let up = self.pick_again(route, &mut tried)?;
             let load = up.start();
             let out = Request::from_parts(md.clone(), Extensions::default(), msg.clone());
@@ -488,6 +523,9 @@ impl Proxy {
         let mut attempt = 0;
         loop {
             let started = Instant::now();
+            if matches!(route, Route::Leader { .. }) {
+                self.await_leader(deadline.into()).await;
+            }
             let up = self.pick_again(route, &mut tried)?;
             let load = up.start();
             let (tx, rx) = tokio::sync::mpsc::channel::<Req>(64);
@@ -586,6 +624,20 @@ pub fn is_transport(status: &Status) -> bool {
         || status.message().contains("connection")
 }
 
+/// A transport failure as etcd clients expect it: `Unavailable` (tonic reports a reset
+/// connection as `Unknown`), naming the upstream. An upstream's own answer is kept as is.
+fn unavailable_if_transport(status: Status, up: &Upstream) -> Status {
+    if is_transport(&status) && status.code() != tonic::Code::Unavailable {
+        Status::unavailable(format!(
+            "mango-proxy: upstream {}: {}",
+            up.url,
+            status.message()
+        ))
+    } else {
+        status
+    }
+}
+
 /// Whether the request never reached the upstream: the connection was refused.
 fn connection_refused(status: &Status) -> bool {
     use std::error::Error as _;
@@ -639,5 +691,21 @@ mod tests {
         assert!(not_applied(&Status::unavailable("etcdserver: no leader")));
         assert_eq!(backoff(0), Duration::from_millis(20));
         assert_eq!(backoff(30), Duration::from_millis(400));
+    }
+
+    #[tokio::test]
+    async fn the_limit_sheds_with_etcds_error() {
+        let p =
+            Proxy::new(&[], &[], Duration::from_secs(1), 1, 1).unwrap_or_else(|e| panic!("{e}"));
+        let held = p.admit();
+        assert!(held.is_ok());
+        let Err(refused) = p.admit() else {
+            panic!("over the limit");
+        };
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(refused.message(), "etcdserver: too many requests");
+        drop(held);
+        assert!(p.admit().is_ok());
+        assert_eq!(p.counters().shed.load(Ordering::Relaxed), 1);
     }
 }
