@@ -124,6 +124,31 @@ async fn stale_reads_watches_and_forwarded_writes_on_learners() {
         }
         out
     }
+    // Leases through the learner: grants are forwarded, TTL and the lease list answer.
+    let lease = on_learner.lease_grant(30, None).await.unwrap().id();
+    on_learner
+        .put(
+            "lease-key",
+            "v",
+            Some(etcd_client::PutOptions::new().with_lease(lease)),
+        )
+        .await
+        .unwrap();
+    let ttl = on_learner
+        .lease_time_to_live(
+            lease,
+            Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys()),
+        )
+        .await
+        .unwrap();
+    assert!((25..=30).contains(&ttl.ttl()), "{}", ttl.ttl());
+    assert_eq!(ttl.keys(), [b"lease-key".to_vec()]);
+    let leases = on_learner.leases().await.unwrap();
+    assert!(leases.leases().iter().any(|l| l.id() == lease));
+    let (mut keeper, mut acks) = on_learner.lease_keep_alive(lease).await.unwrap();
+    keeper.keep_alive().await.unwrap();
+    assert_eq!(acks.message().await.unwrap().unwrap().ttl(), 30);
+
     let from_learner = collect(&mut learner_events, 21).await;
     let from_voter = collect(&mut voter_events, 21).await;
     assert_eq!(
