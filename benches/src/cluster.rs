@@ -78,7 +78,7 @@ pub struct Cluster {
 }
 
 /// `n` distinct free loopback ports (all bound at once, then released).
-fn free_ports(n: usize) -> Result<Vec<u16>, String> {
+pub fn free_ports(n: usize) -> Result<Vec<u16>, String> {
     let listeners = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()

@@ -80,21 +80,21 @@ pub fn upstreams_for(k: usize, followers: &[String]) -> Vec<String> {
 
 /// One running learner; killed when dropped.
 #[derive(Debug)]
-struct Learner {
-    name: String,
+pub struct Learner {
+    pub name: String,
     client_port: u16,
     data_dir: PathBuf,
-    proc: Proc,
+    pub proc: Proc,
 }
 
 impl Learner {
-    fn endpoint(&self) -> String {
+    pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.client_port)
     }
 
     /// Starts `mango-learner` following `upstreams` and waits until it answers a
     /// linearizable read (a read index from upstream, then applied up to it).
-    fn start(
+    pub fn start(
         bin: &Path,
         dir: &Path,
         name: &str,
@@ -157,7 +157,7 @@ impl Learner {
         }
     }
 
-    fn stop(mut self) {
+    pub fn stop(mut self) {
         self.proc.kill();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
@@ -404,7 +404,7 @@ impl Bench<'_> {
 }
 
 /// Name and log file of every member.
-fn member_logs(cluster: &Cluster) -> Vec<(String, PathBuf)> {
+pub fn member_logs(cluster: &Cluster) -> Vec<(String, PathBuf)> {
     cluster
         .members
         .iter()

@@ -17,6 +17,8 @@ mod learners;
 mod learners_report;
 mod loadgen;
 mod procfs;
+mod proxy;
+mod proxy_report;
 mod report;
 mod workloads;
 
@@ -55,7 +57,7 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The markdown report [default: benches/results/<date>.md, <date>-smoke.md with --smoke;
-    /// <date>-learners.md for `learners`].
+    /// <date>-learners.md for `learners`, <date>-proxy.md for `proxy`].
     #[arg(long, global = true)]
     out: Option<PathBuf>,
     /// Keep data dirs' logs and loadgen output here (kept afterwards) instead of a temporary
@@ -84,6 +86,9 @@ enum Mode {
     /// Learner scale-out: stale and learner-linearizable reads served by 0..=N learners, with
     /// the leader's CPU per 1,000 reads, against etcd's serializable and linearizable reads.
     Learners(learners::LearnerArgs),
+    /// The proxy as a sidecar: p50/p99 latency it adds and throughput through it against
+    /// going directly to the members, with its CPU per 1,000 requests and peak RSS.
+    Proxy(proxy::ProxyArgs),
 }
 
 /// The workspace root (this crate's parent folder).
@@ -479,6 +484,10 @@ fn run(args: Args) -> Result<bool, String> {
         Some(Mode::Learners(l)) => {
             let p = prepare(&args, "-learners")?;
             learners::run(&p, l)
+        }
+        Some(Mode::Proxy(a)) => {
+            let p = prepare(&args, "-proxy")?;
+            proxy::run(&p, a)
         }
         None => {
             let p = prepare(&args, "")?;

@@ -64,6 +64,13 @@ pub fn peak_rss_kib(pid: u32) -> io::Result<u64> {
     })
 }
 
+/// Resets the peak RSS (`VmHWM`) of process `pid` to its current RSS (`echo 5 >
+/// /proc/<pid>/clear_refs`, Linux 4.0+), so the next [`peak_rss_kib`] covers only what
+/// happened since.
+pub fn reset_peak_rss(pid: u32) -> io::Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+}
+
 /// The machine's CPU model, or "unknown CPU".
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
@@ -168,6 +175,17 @@ mod tests {
         let pid = std::process::id();
         assert!(cpu_seconds(pid).unwrap() >= 0.0);
         assert!(peak_rss_kib(pid).unwrap() > 0);
+    }
+
+    #[test]
+    fn peak_rss_can_be_reset() {
+        let pid = std::process::id();
+        let big = vec![1u8; 64 << 20];
+        let peak = peak_rss_kib(pid).unwrap();
+        assert!(peak >= 64 << 10, "{peak} KiB");
+        drop(big);
+        reset_peak_rss(pid).unwrap();
+        assert!(peak_rss_kib(pid).unwrap() < peak);
     }
 
     #[test]

@@ -1,10 +1,10 @@
-//! Runs `mango-bench --smoke` (and `mango-bench --smoke learners`) end to end against real
-//! etcd and real mango voters and learners (the debug builds next to this test's binaries),
-//! and checks that Ctrl-C leaves no server behind.
+//! Runs `mango-bench --smoke` (and its `learners` and `proxy` modes) end to end against real
+//! etcd and real mango voters, learners and proxy (the debug builds next to this test's
+//! binaries), and checks that Ctrl-C leaves no server behind.
 //!
 //! `cargo test -p mango-benches` builds only this package's binary: build the others first
-//! with `cargo build -p mango-voter -p mango-learner -p mango-loadgen` (CI's `cargo nextest
-//! run --workspace` builds them with the rest of the workspace).
+//! with `cargo build -p mango-voter -p mango-learner -p mango-proxy -p mango-loadgen` (CI's
+//! `cargo nextest run --workspace` builds them with the rest of the workspace).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,8 +20,8 @@ fn sibling(name: &str) -> PathBuf {
         .join(name);
     assert!(
         path.is_file(),
-        "{} is missing: run `cargo build -p mango-voter -p mango-learner -p mango-loadgen` \
-         first (cargo test -p mango-benches builds only mango-bench)",
+        "{} is missing: run `cargo build -p mango-voter -p mango-learner -p mango-proxy -p \
+         mango-loadgen` first (cargo test -p mango-benches builds only mango-bench)",
         path.display()
     );
     path
@@ -256,6 +256,69 @@ fn smoke_learners_mode_measures_reads_on_voters_and_a_learner() {
     // The learner's own CPU is measured only where a learner serves the reads.
     assert_eq!(rows[2][8], "–");
     assert!(rows[4][8].parse::<f64>().is_ok(), "{:?}", rows[4]);
+    assert_no_server_left(&scratch.0);
+}
+
+#[test]
+fn smoke_proxy_mode_compares_direct_and_proxied_runs() {
+    let scratch = Scratch::new("proxy");
+    let (learner, proxy) = (sibling("mango-learner"), sibling("mango-proxy"));
+    let out = bench(&scratch, &["proxy", "--learner-bin"])
+        .arg(&learner)
+        .arg("--proxy-bin")
+        .arg(&proxy)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "mango-bench --smoke proxy failed ({}):\n{stderr}",
+        out.status
+    );
+    let md = std::fs::read_to_string(scratch.0.join("report.md")).unwrap();
+    for needle in [
+        "# mango-proxy as a sidecar: direct vs through the proxy, ",
+        "fsync on: each voter's Raft log is fsynced before an entry is acknowledged",
+        "share the same",
+        "| workload ",
+        "added p50 ms",
+        "added p99 ms",
+        "proxy CPU-ms / 1k req",
+        "## Every run",
+    ] {
+        assert!(
+            md.contains(needle),
+            "{needle:?} missing from the report:\n{md}"
+        );
+    }
+    let rows: Vec<Vec<String>> = md
+        .lines()
+        .skip_while(|l| !l.starts_with("| workload "))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.split('|').map(|c| c.trim().to_owned()).collect())
+        .collect();
+    let names: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{}: {} / {}", r[1], r[2], r[3]))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "put, 1 client: 3 voters / leader",
+            "put, 64 clients: 3 voters / leader",
+            "range linearizable, 64 clients: 3 voters / leader",
+            "range stale, 64 clients: learner / learner",
+        ]
+    );
+    for r in &rows {
+        for (i, what) in [(4, "direct ops/s"), (5, "proxy ops/s"), (14, "proxy RSS")] {
+            let x: f64 = r[i].parse().unwrap_or_else(|_| panic!("{what} in {r:?}"));
+            assert!(x > 0.0, "{what} in {r:?}");
+        }
+        assert!(r[9].starts_with(['+', '-']), "added p50 in {r:?}");
+        assert_eq!(r[15], "0 / 0", "no errors and no notes: {r:?}");
+    }
     assert_no_server_left(&scratch.0);
 }
 
