@@ -1,0 +1,276 @@
+//! History checkers for the robustness tests.
+//!
+//! [`check_register`] decides whether a concurrent history of writes and reads of ONE key is
+//! linearizable: whether the operations can be put in one order, each taking effect at an
+//! instant between its call and its return, such that every read returns the last value
+//! written before it (or none). Keys are independent registers, so a store's history is
+//! checked key by key (linearizability is compositional).
+//!
+//! The search is Wing & Gong's, with the memoisation of Lowe (and porcupine): walk the events
+//! in time order, try to linearize each call whose operation is still pending, backtrack when
+//! a return is reached whose operation could not be placed, and never revisit a (set of
+//! linearized operations, register value) pair.
+//!
+//! Unknown outcomes (a client timed out, the connection broke) are kept as such: a write with
+//! no return may take effect at any instant after its call, or never; a read with no return
+//! says nothing and should be left out of the history.
+
+use std::collections::HashSet;
+
+/// A value of the register (`None`: the key does not exist).
+pub type Value = Option<Vec<u8>>;
+
+/// What an operation did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Set the register (`None`: delete the key).
+    Write(Value),
+    /// Read it, observing this value.
+    Read(Value),
+}
+
+/// One operation of a client: when it was called, when it returned (`None`: unknown outcome),
+/// in any monotonic unit (e.g. nanoseconds since the test began).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation {
+    /// Which client (for messages only).
+    pub client: usize,
+    /// Invocation time.
+    pub call: u64,
+    /// Completion time, if the client learned the outcome.
+    pub ret: Option<u64>,
+    /// The operation and, for a read, what it observed.
+    pub op: Op,
+}
+
+/// Why a history is not linearizable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The longest prefix of operations (indexes into the history, in the order found) that
+    /// could be linearized before the search got stuck.
+    pub longest: Vec<usize>,
+    /// The first operation (by call time) outside that prefix: one that could not be placed.
+    pub stuck_at: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Event {
+    op: usize,
+    is_call: bool,
+    time: u64,
+}
+
+/// Checks one key's history, starting from `initial`.
+pub fn check_register(history: &[Operation], initial: &Value) -> Result<(), Violation> {
+    let n = history.len();
+    if n == 0 {
+        return Ok(());
+    }
+    let mut events: Vec<Event> = Vec::with_capacity(2 * n);
+    for (i, o) in history.iter().enumerate() {
+        events.push(Event {
+            op: i,
+            is_call: true,
+            time: o.call,
+        });
+        events.push(Event {
+            op: i,
+            is_call: false,
+            time: o.ret.unwrap_or(u64::MAX),
+        });
+    }
+    // Time order; at equal times calls first (the more permissive reading of a tie).
+    events.sort_by_key(|e| (e.time, !e.is_call, e.op));
+    // A doubly linked list over `events`, with a head sentinel at index `len`.
+    let len = events.len();
+    let head = len;
+    let mut next: Vec<usize> = (1..=len).chain([len]).collect();
+    let mut prev: Vec<usize> = std::iter::once(head).chain(0..len).collect();
+    next[head] = 0;
+    prev[0] = head;
+    next[len - 1] = usize::MAX;
+    // Where each op's call and return events sit.
+    let mut call_at = vec![0; n];
+    let mut ret_at = vec![0; n];
+    for (idx, e) in events.iter().enumerate() {
+        if e.is_call {
+            call_at[e.op] = idx;
+        } else {
+            ret_at[e.op] = idx;
+        }
+    }
+    let unlink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, i: usize| {
+        let (p, q) = (prev[i], next[i]);
+        next[p] = q;
+        if q != usize::MAX {
+            prev[q] = p;
+        }
+    };
+    let relink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, i: usize| {
+        let (p, q) = (prev[i], next[i]);
+        next[p] = i;
+        if q != usize::MAX {
+            prev[q] = i;
+        }
+    };
+
+    let words = n.div_ceil(64);
+    let mut linearized = vec![0u64; words];
+    let mut seen: HashSet<(Vec<u64>, Value)> = HashSet::new();
+    let mut state: Value = initial.clone();
+    // (op, state before it)
+    let mut stack: Vec<(usize, Value)> = Vec::new();
+    let mut longest: Vec<usize> = Vec::new();
+    let mut entry = next[head];
+    while next[head] != usize::MAX {
+        if entry == usize::MAX {
+            // Cannot happen: a return event always precedes the end of the list.
+            break;
+        }
+        let e = events[entry];
+        if e.is_call {
+            let o = &history[e.op];
+            let after = match &o.op {
+                Op::Write(v) => Some(v.clone()),
+                Op::Read(v) if v == &state => Some(state.clone()),
+                Op::Read(_) => None,
+            };
+            if let Some(after) = after {
+                linearized[e.op / 64] |= 1 << (e.op % 64);
+                if seen.insert((linearized.clone(), after.clone())) {
+                    stack.push((e.op, std::mem::replace(&mut state, after)));
+                    unlink(&mut next, &mut prev, call_at[e.op]);
+                    unlink(&mut next, &mut prev, ret_at[e.op]);
+                    if stack.len() > longest.len() {
+                        longest = stack.iter().map(|(op, _)| *op).collect();
+                    }
+                    entry = next[head];
+                    continue;
+                }
+                linearized[e.op / 64] &= !(1 << (e.op % 64));
+            }
+            entry = next[entry];
+        } else {
+            // A return whose operation is not linearized yet: undo the last choice.
+            let Some((op, before)) = stack.pop() else {
+                // The first operation (by call) the longest prefix could not place.
+                let stuck_at = (0..n)
+                    .filter(|i| !longest.contains(i))
+                    .min_by_key(|&i| history[i].call)
+                    .unwrap_or(e.op);
+                return Err(Violation { longest, stuck_at });
+            };
+            linearized[op / 64] &= !(1 << (op % 64));
+            state = before;
+            relink(&mut next, &mut prev, ret_at[op]);
+            relink(&mut next, &mut prev, call_at[op]);
+            entry = next[call_at[op]];
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(client: usize, call: u64, ret: Option<u64>, v: &str) -> Operation {
+        Operation {
+            client,
+            call,
+            ret,
+            op: Op::Write(Some(v.as_bytes().to_vec())),
+        }
+    }
+
+    fn r(client: usize, call: u64, ret: u64, v: Option<&str>) -> Operation {
+        Operation {
+            client,
+            call,
+            ret: Some(ret),
+            op: Op::Read(v.map(|v| v.as_bytes().to_vec())),
+        }
+    }
+
+    #[test]
+    fn sequential_histories() {
+        let ok = [
+            w(0, 0, Some(1), "a"),
+            r(0, 2, 3, Some("a")),
+            r(1, 4, 5, Some("a")),
+        ];
+        assert!(check_register(&ok, &None).is_ok());
+        let stale = [
+            w(0, 0, Some(1), "a"),
+            w(0, 2, Some(3), "b"),
+            r(1, 4, 5, Some("a")),
+        ];
+        assert!(check_register(&stale, &None).is_err());
+        let from_nothing = [r(0, 0, 1, None), w(0, 2, Some(3), "a")];
+        assert!(check_register(&from_nothing, &None).is_ok());
+        assert!(check_register(&[r(0, 0, 1, Some("x"))], &None).is_err());
+    }
+
+    #[test]
+    fn concurrent_operations_may_take_effect_in_either_order() {
+        // Writes of a and b overlap; reads after both see one then must keep seeing it.
+        let h = [
+            w(0, 0, Some(10), "a"),
+            w(1, 1, Some(9), "b"),
+            r(2, 11, 12, Some("a")),
+            r(2, 13, 14, Some("a")),
+        ];
+        assert!(check_register(&h, &None).is_ok());
+        let flip = [
+            w(0, 0, Some(10), "a"),
+            w(1, 1, Some(9), "b"),
+            r(2, 11, 12, Some("a")),
+            r(2, 13, 14, Some("b")),
+        ];
+        assert!(check_register(&flip, &None).is_err());
+        // A read concurrent with a write may see either value.
+        let during = [
+            w(0, 0, Some(10), "a"),
+            r(1, 5, 6, None),
+            r(2, 7, 8, Some("a")),
+        ];
+        assert!(check_register(&during, &None).is_ok());
+        // But not go back after seeing the new one.
+        let back = [
+            w(0, 0, Some(10), "a"),
+            r(1, 5, 6, Some("a")),
+            r(2, 7, 8, None),
+        ];
+        assert!(check_register(&back, &None).is_err());
+    }
+
+    #[test]
+    fn unknown_writes_may_take_effect_late_or_never() {
+        let never = [w(0, 0, None, "a"), r(1, 5, 6, None), r(1, 7, 8, None)];
+        assert!(check_register(&never, &None).is_ok());
+        let late = [
+            w(0, 0, None, "a"),
+            r(1, 5, 6, None),
+            r(1, 100, 101, Some("a")),
+        ];
+        assert!(check_register(&late, &None).is_ok());
+        // Once seen it stays (nothing else wrote).
+        let flicker = [w(0, 0, None, "a"), r(1, 5, 6, Some("a")), r(1, 7, 8, None)];
+        assert!(check_register(&flicker, &None).is_err());
+        // It cannot take effect before it was called.
+        let early = [r(1, 0, 1, Some("a")), w(0, 2, None, "a")];
+        assert!(check_register(&early, &None).is_err());
+    }
+
+    #[test]
+    fn a_violation_names_where_the_search_got_stuck() {
+        let stale = [
+            w(0, 0, Some(1), "a"),
+            w(0, 2, Some(3), "b"),
+            r(1, 4, 5, Some("a")),
+        ];
+        let v = check_register(&stale, &None).unwrap_err();
+        assert_eq!(v.stuck_at, 2);
+        assert_eq!(v.longest, vec![0, 1]);
+    }
+}
