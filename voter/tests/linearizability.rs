@@ -68,7 +68,7 @@ async fn client_loop(
         let key = (rng.next() % KEYS as u64) as usize;
         let name = format!("lin/{key}");
         let call = now();
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             n += 1;
             let value = format!("c{id}-{n}");
             let result = client.put(name.as_str(), value.as_str(), None).await;
@@ -112,7 +112,7 @@ async fn client_loop(
                 Err(_) => failed += 1,
             }
         }
-        if failed > 0 && failed % 5 == 0 {
+        if failed > 0 && failed.is_multiple_of(5) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
