@@ -61,7 +61,7 @@ async fn client_loop(
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1));
-    let (mut ok, mut failed) = (0, 0);
+    let (mut ok, mut failed): (usize, usize) = (0, 0);
     let mut n = 0u64;
     let now = || start.elapsed().as_nanos() as u64;
     while Instant::now() < until {
