@@ -50,6 +50,10 @@ pub struct Config {
     /// what upstreams accept; the proxy only bounds decoding).
     #[arg(long, default_value_t = 1_572_864)]
     pub max_request_bytes: usize,
+    /// Address (ip:port) to serve the proxy's counters on, in Prometheus' text format
+    /// (`GET /metrics`); empty: not served.
+    #[arg(long, default_value = "")]
+    pub listen_metrics_addr: String,
 }
 
 impl Default for Config {
@@ -102,7 +106,8 @@ impl Config {
             max_concurrent_requests,
             health_interval_ms,
             eject_after_failures,
-            max_request_bytes
+            max_request_bytes,
+            listen_metrics_addr
         );
         from_file.config_file = from_args.config_file;
         Ok(from_file)
@@ -144,6 +149,19 @@ impl Config {
         Duration::from_millis(self.health_interval_ms.max(10))
     }
 
+    /// The metrics address, if one is set.
+    pub fn metrics_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        let addr = self.listen_metrics_addr.trim();
+        let addr = addr.strip_prefix("http://").unwrap_or(addr);
+        if addr.is_empty() {
+            return Ok(None);
+        }
+        let addr = addr.trim_end_matches('/').replace("localhost", "127.0.0.1");
+        Ok(Some(addr.parse().with_context(|| {
+            format!("bad --listen-metrics-addr {addr:?}: expected ip:port")
+        })?))
+    }
+
     /// Checks what the flags cannot: at least one voter, parsable URLs.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
@@ -151,6 +169,7 @@ impl Config {
             "--voters is required: the voters' client URLs, comma-separated"
         );
         self.listen_addr()?;
+        self.metrics_addr()?;
         for url in self.voter_urls().iter().chain(&self.learner_urls()) {
             tonic::transport::Endpoint::from_shared(url.clone())
                 .with_context(|| format!("bad upstream URL {url:?}"))?;

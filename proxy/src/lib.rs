@@ -12,6 +12,8 @@
 //! - The level is the gRPC metadata `mango-consistency` (passed through to the upstream), else
 //!   etcd's `serializable` flag ([`mango_api::Consistency`]).
 //! - Retries, timeouts and the concurrency limit: see [`route`].
+//! - Identical watches from many clients share one upstream watch: see [`watch`]. Counters
+//!   (`--listen-metrics-addr`): see [`metrics`].
 //!
 //! Entry points: [`server::run`] (flags → listening server) and [`server::serve`] (a bound
 //! listener, for tests). Architecture invariant: the proxy holds no data and no domain logic;
@@ -19,7 +21,9 @@
 
 pub mod config;
 pub mod kv;
+pub mod metrics;
 pub mod route;
 pub mod server;
 pub mod services;
 pub mod upstream;
+pub mod watch;

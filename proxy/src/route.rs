@@ -259,6 +259,18 @@ impl Proxy {
         }
     }
 
+    /// An upstream for a read-tier stream the proxy opens itself (a coalesced watch): a
+    /// learner, the less loaded of two, else a voter; members in `tried` only once every
+    /// member was tried.
+    pub fn pick_reads(&self, tried: &mut Vec<Arc<Upstream>>) -> Result<Arc<Upstream>, Status> {
+        self.pick_again(Route::Reads, tried)
+    }
+
+    /// Failures in a row that eject an upstream.
+    pub fn eject_after(&self) -> u32 {
+        self.0.eject_after
+    }
+
     fn pick(&self, route: Route, tried: &[Arc<Upstream>]) -> Option<Arc<Upstream>> {
         let untried = |u: &Arc<Upstream>| !tried.iter().any(|t| Arc::ptr_eq(t, u));
         match route {
@@ -600,7 +612,7 @@ async fn status(
 }
 
 /// The metadata passed through to upstreams.
-fn passed(md: &MetadataMap) -> MetadataMap {
+pub fn passed(md: &MetadataMap) -> MetadataMap {
     let mut out = MetadataMap::new();
     for key in PASSED_METADATA {
         if let Some(v) = md.get(key) {

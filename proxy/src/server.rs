@@ -19,6 +19,8 @@ use crate::config::Config;
 use crate::kv::KvProxy;
 use crate::route::Proxy;
 use crate::services::Forwarder;
+use crate::watch::WatchProxy;
+use crate::watch::broadcast::Registry;
 
 /// Bytes of gRPC framing allowed on top of the largest request.
 const GRPC_OVERHEAD: usize = 512 * 1024;
@@ -52,6 +54,21 @@ pub async fn serve(
         })
     };
 
+    let watches = Registry::new(proxy.clone());
+    let metrics = match config.metrics_addr()? {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+            let sources = crate::metrics::Sources {
+                proxy: proxy.clone(),
+                watches: watches.clone(),
+            };
+            Some(tokio::spawn(crate::metrics::serve(listener, sources)))
+        }
+        None => None,
+    };
+
     let max_decoding = config.max_request_bytes + GRPC_OVERHEAD;
     let forwarder = Forwarder::new(proxy.clone());
     macro_rules! svc {
@@ -71,7 +88,7 @@ pub async fn serve(
     );
     let served = Server::builder()
         .add_service(svc!(KvServer, KvProxy::new(proxy.clone())))
-        .add_service(svc!(WatchServer, forwarder.clone()))
+        .add_service(svc!(WatchServer, WatchProxy::new(watches)))
         .add_service(svc!(LeaseServer, forwarder.clone()))
         .add_service(svc!(ClusterServer, forwarder.clone()))
         .add_service(svc!(MaintenanceServer, forwarder.clone()))
@@ -81,6 +98,9 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await;
     checker.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     let c = proxy.counters();
     tracing::info!(
         to_leader = c.to_leader.load(std::sync::atomic::Ordering::Relaxed),

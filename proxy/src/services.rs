@@ -1,8 +1,8 @@
-//! etcd's Watch, Lease, Cluster, Maintenance, Lock and Election services through the proxy.
+//! etcd's Lease, Cluster, Maintenance, Lock and Election services through the proxy (Watch:
+//! [`crate::watch`]).
 //!
-//! Watches go to the learners (least loaded), one upstream stream per client stream. Lease
-//! keep-alive streams, membership, maintenance, lock and election calls go to the leader;
-//! what only reads (MemberList, Status, hashes, TimeToLive, Leader) is retried like a read,
+//! Lease keep-alive streams, membership, maintenance, lock and election calls go to the
+//! leader; what only reads (MemberList, Status, hashes, TimeToLive, Leader) is retried like a read,
 //! the rest like a write. Lock and Campaign block until granted, so they are bounded by the
 //! client's deadline, not the proxy's request timeout.
 
@@ -12,8 +12,6 @@ use mango_proto::etcdserverpb::lease_client::LeaseClient;
 use mango_proto::etcdserverpb::lease_server::Lease;
 use mango_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use mango_proto::etcdserverpb::maintenance_server::Maintenance;
-use mango_proto::etcdserverpb::watch_client::WatchClient;
-use mango_proto::etcdserverpb::watch_server::Watch;
 use mango_proto::etcdserverpb::*;
 use mango_proto::v3electionpb::election_client::ElectionClient;
 use mango_proto::v3electionpb::election_server::Election;
@@ -57,25 +55,6 @@ impl Forwarder {
     /// The services over `proxy`.
     pub fn new(proxy: Proxy) -> Self {
         Self { proxy }
-    }
-}
-
-#[tonic::async_trait]
-impl Watch for Forwarder {
-    type WatchStream = BoxStream<WatchResponse>;
-
-    async fn watch(
-        &self,
-        req: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        self.proxy
-            .bidi(Route::Reads, req, |ch, r| async move {
-                WatchClient::new(ch)
-                    .max_decoding_message_size(usize::MAX)
-                    .watch(r)
-                    .await
-            })
-            .await
     }
 }
 

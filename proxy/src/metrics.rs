@@ -1,0 +1,143 @@
+//! The proxy's counters in Prometheus' text format, over plain HTTP on
+//! `--listen-metrics-addr` (`GET /metrics`): routing, and the watch tier (upstream watches
+//! open, client watches, joins, resumes, slow clients cut off).
+//!
+//! A deliberately tiny HTTP/1.1 responder (one request per connection, headers bounded) so
+//! the proxy needs no HTTP server crate besides tonic's.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::route::Proxy;
+use crate::watch::broadcast::Registry;
+
+/// What the endpoint reports.
+#[derive(Clone)]
+pub struct Sources {
+    /// Routing counters.
+    pub proxy: Proxy,
+    /// Watch counters.
+    pub watches: Arc<Registry>,
+}
+
+impl Sources {
+    /// The counters as Prometheus text.
+    pub fn render(&self) -> String {
+        let r = self.proxy.counters();
+        let w = &self.watches.counters;
+        let rows: [(&str, &str, &str, u64); 10] = [
+            (
+                "mango_proxy_to_leader_total",
+                "counter",
+                "Requests and streams sent to the leader.",
+                r.to_leader.load(Ordering::Relaxed),
+            ),
+            (
+                "mango_proxy_to_reads_total",
+                "counter",
+                "Requests and streams sent to the read pool.",
+                r.to_reads.load(Ordering::Relaxed),
+            ),
+            (
+                "mango_proxy_retries_total",
+                "counter",
+                "Attempts repeated after a failure.",
+                r.retries.load(Ordering::Relaxed),
+            ),
+            (
+                "mango_proxy_shed_total",
+                "counter",
+                "Requests refused by the concurrency limit.",
+                r.shed.load(Ordering::Relaxed),
+            ),
+            (
+                "mango_proxy_upstream_watches",
+                "gauge",
+                "Upstream watches open on learners now.",
+                w.upstream_watches.load(Ordering::Relaxed),
+            ),
+            (
+                "mango_proxy_upstream_watch_creates_total",
+                "counter",
+                "Upstream watch creates sent, resumptions included.",
+                w.upstream_creates.load(Ordering::Relaxed),
+            ),
+            (
+                "mango_proxy_upstream_watch_resumes_total",
+                "counter",
+                "Upstream watches created again after their stream broke.",
+                w.resumes.load(Ordering::Relaxed),
+            ),
+            (
+                "mango_proxy_client_watches",
+                "gauge",
+                "Client watches open now.",
+                w.client_watches.load(Ordering::Relaxed),
+            ),
+            (
+                "mango_proxy_watch_joins_total",
+                "counter",
+                "Client watches that joined an upstream watch opened for another.",
+                w.joined.load(Ordering::Relaxed),
+            ),
+            (
+                "mango_proxy_slow_watch_clients_total",
+                "counter",
+                "Client watch streams closed for not keeping up.",
+                w.slow_clients.load(Ordering::Relaxed),
+            ),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, value) in rows {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        }
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listener` forever.
+pub async fn serve(listener: TcpListener, sources: Sources) {
+    loop {
+        let Ok((conn, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let sources = sources.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), answer(conn, &sources)).await;
+        });
+    }
+}
+
+async fn answer(mut conn: TcpStream, sources: &Sources) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let line = String::from_utf8_lossy(buf.split(|&b| b == b'\r').next().unwrap_or(&[]));
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, body) = if method == "GET" && (path == "/metrics" || path == "/") {
+        ("200 OK", sources.render())
+    } else {
+        ("404 Not Found", "not found: GET /metrics\n".to_string())
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await?;
+    conn.write_all(body.as_bytes()).await?;
+    conn.shutdown().await
+}
