@@ -95,7 +95,14 @@ pub async fn serve(
         .add_service(svc!(LockServer, forwarder.clone()))
         .add_service(svc!(ElectionServer, forwarder))
         .add_service(health)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        // TCP_NODELAY on accepted connections, as the voters and learners set it:
+        // `serve_with_incoming_shutdown` ignores the builder's `tcp_nodelay`, and without it a
+        // response of a few hundred bytes waits for the client's delayed ACK (a flat ~44 ms
+        // per read through the proxy, `mango-bench proxy` 2026-11-26).
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await;
     checker.abort();
     if let Some(m) = metrics {
