@@ -54,6 +54,10 @@ pub struct Config {
     /// (`GET /metrics`); empty: not served.
     #[arg(long, default_value = "")]
     pub listen_metrics_addr: String,
+    /// Bytes of stale Range answers to cache (0: no cache). Cached answers are dropped as
+    /// soon as a watch on the whole key space reports a write to their keys.
+    #[arg(long, default_value_t = 0)]
+    pub stale_cache_bytes: u64,
 }
 
 impl Default for Config {
@@ -107,7 +111,8 @@ impl Config {
             health_interval_ms,
             eject_after_failures,
             max_request_bytes,
-            listen_metrics_addr
+            listen_metrics_addr,
+            stale_cache_bytes
         );
         from_file.config_file = from_args.config_file;
         Ok(from_file)

@@ -17,18 +17,23 @@ use mango_proto::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
+use std::sync::Arc;
+
+use crate::cache::StaleCache;
 use crate::route::{Proxy, Route};
 
 /// The KV service of the proxy.
 pub struct KvProxy {
     /// Routing and forwarding.
     proxy: Proxy,
+    /// Stale Range answers, if the cache is on.
+    cache: Option<Arc<StaleCache>>,
 }
 
 impl KvProxy {
     /// The service over `proxy`.
-    pub fn new(proxy: Proxy) -> Self {
-        Self { proxy }
+    pub fn new(proxy: Proxy, cache: Option<Arc<StaleCache>>) -> Self {
+        Self { proxy, cache }
     }
 
     fn seen(&self, header: Option<&ResponseHeader>) {
@@ -70,12 +75,23 @@ fn kv(ch: tonic::transport::Channel) -> KvClient<tonic::transport::Channel> {
 #[tonic::async_trait]
 impl Kv for KvProxy {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        let route = read_route(Consistency::of(req.metadata(), req.get_ref().serializable)?);
+        let level = Consistency::of(req.metadata(), req.get_ref().serializable)?;
+        let cache = self.cache.as_ref().filter(|_| level == Consistency::Stale);
+        let wanted = cache.map(|_| req.get_ref().clone());
+        if let (Some(cache), Some(wanted)) = (cache, &wanted)
+            && let Some(hit) = cache.get(wanted).await
+        {
+            return Ok(Response::new(hit));
+        }
+        let route = read_route(level);
         let resp = self
             .proxy
             .unary(route, req, |ch, r| async move { kv(ch).range(r).await })
             .await?;
         self.seen(resp.get_ref().header.as_ref());
+        if let (Some(cache), Some(wanted)) = (cache, &wanted) {
+            cache.insert(wanted, resp.get_ref()).await;
+        }
         Ok(resp)
     }
 

@@ -19,6 +19,7 @@
 //! listener, for tests). Architecture invariant: the proxy holds no data and no domain logic;
 //! it only forwards etcd's messages unchanged, so it knows nothing of the store or Raft.
 
+pub mod cache;
 pub mod config;
 pub mod kv;
 pub mod metrics;

@@ -22,6 +22,8 @@ pub struct Sources {
     pub proxy: Proxy,
     /// Watch counters.
     pub watches: Arc<Registry>,
+    /// The stale-read cache, if on.
+    pub cache: Option<Arc<crate::cache::StaleCache>>,
 }
 
 impl Sources {
@@ -91,8 +93,28 @@ impl Sources {
                 w.slow_clients.load(Ordering::Relaxed),
             ),
         ];
+        let (hits, misses) = self.cache.as_ref().map_or((0, 0), |c| {
+            (
+                c.hits.load(Ordering::Relaxed),
+                c.misses.load(Ordering::Relaxed),
+            )
+        });
+        let cache_rows = [
+            (
+                "mango_proxy_stale_cache_hits_total",
+                "counter",
+                "Stale reads answered from the cache.",
+                hits,
+            ),
+            (
+                "mango_proxy_stale_cache_misses_total",
+                "counter",
+                "Stale reads the cache could not answer.",
+                misses,
+            ),
+        ];
         let mut out = String::new();
-        for (name, kind, help, value) in rows {
+        for (name, kind, help, value) in rows.into_iter().chain(cache_rows) {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
             ));

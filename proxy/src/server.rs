@@ -55,6 +55,11 @@ pub async fn serve(
     };
 
     let watches = Registry::new(proxy.clone());
+    let cache = (config.stale_cache_bytes > 0)
+        .then(|| std::sync::Arc::new(crate::cache::StaleCache::new(config.stale_cache_bytes)));
+    let invalidation = cache
+        .clone()
+        .map(|c| tokio::spawn(c.run_invalidation(proxy.clone())));
     let metrics = match config.metrics_addr()? {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
@@ -63,6 +68,7 @@ pub async fn serve(
             let sources = crate::metrics::Sources {
                 proxy: proxy.clone(),
                 watches: watches.clone(),
+                cache: cache.clone(),
             };
             Some(tokio::spawn(crate::metrics::serve(listener, sources)))
         }
@@ -87,7 +93,7 @@ pub async fn serve(
         "mango-proxy serving"
     );
     let served = Server::builder()
-        .add_service(svc!(KvServer, KvProxy::new(proxy.clone())))
+        .add_service(svc!(KvServer, KvProxy::new(proxy.clone(), cache)))
         .add_service(svc!(WatchServer, WatchProxy::new(watches)))
         .add_service(svc!(LeaseServer, forwarder.clone()))
         .add_service(svc!(ClusterServer, forwarder.clone()))
@@ -105,6 +111,9 @@ pub async fn serve(
         )
         .await;
     checker.abort();
+    if let Some(t) = invalidation {
+        t.abort();
+    }
     if let Some(m) = metrics {
         m.abort();
     }
