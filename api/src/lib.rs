@@ -22,6 +22,7 @@ mod limits;
 mod lock;
 mod maintenance;
 mod node;
+mod read_batch;
 mod server;
 mod watch;
 
@@ -39,5 +40,6 @@ pub use maintenance::{
     ETCD_VERSION, LAG_ENTRIES, LAG_MS, MaintenanceService, SNAPSHOT_CHUNK_BYTES,
 };
 pub use node::{EtcdNode, NodeError, NodeStatus};
+pub use read_batch::{FetchIndex, ReadIndexBatcher};
 pub use server::{router, routes, serve};
 pub use watch::{DUPLICATE_WATCH_ID, EMPTY_WATCHER_RANGE, WatchService};

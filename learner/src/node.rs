@@ -3,11 +3,11 @@
 //! reads; bounded by the stream's stamps), watches from its own applied revisions, and every
 //! write or leader-only question is forwarded to the voters.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use mango_api::{EtcdNode, NodeError, NodeStatus};
+use mango_api::{EtcdNode, NodeError, NodeStatus, ReadIndexBatcher};
 use mango_proto::etcdserverpb::alarm_request::AlarmAction;
 use mango_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
@@ -17,20 +17,13 @@ use mango_proto::etcdserverpb::{
 use mango_proto::mangopb::raft_request::Request;
 use mango_store::backend::redb::RedbSnapshot;
 use mango_store::{ReadView, Response, SnapshotReader, StoreError};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use crate::forward::{Voters, forwarded};
 use crate::log::{GROUP, LearnerLog};
 
 fn backend(e: mango_store::BackendError) -> NodeError {
     NodeError::Other(e.to_string())
-}
-
-/// Reads waiting for the next read index, and whether one is being fetched.
-#[derive(Default)]
-struct Batch {
-    running: bool,
-    waiting: Vec<oneshot::Sender<Result<u64, String>>>,
 }
 
 /// A learner as the etcd services see it.
@@ -45,19 +38,25 @@ pub struct LearnerNode {
     pub cluster_id: AtomicU64,
     /// How long a request may wait.
     pub request_timeout: Duration,
-    batch: Arc<Mutex<Batch>>,
+    /// Linearizable reads waiting together share one read-index request upstream.
+    reads: ReadIndexBatcher<String>,
 }
 
 impl LearnerNode {
     /// A learner node over `log`, forwarding to `voters`.
     pub fn new(log: Arc<LearnerLog>, voters: Voters, member_id: u64) -> Self {
+        let upstream = log.clone();
+        let reads = ReadIndexBatcher::new(Arc::new(move || {
+            let log = upstream.clone();
+            Box::pin(async move { log.read_index().await })
+        }));
         Self {
             log,
             voters,
             member_id,
             cluster_id: AtomicU64::new(0),
             request_timeout: Duration::from_secs(7),
-            batch: Arc::default(),
+            reads,
         }
     }
 
@@ -83,39 +82,13 @@ impl LearnerNode {
         }
     }
 
-    /// A read index from upstream shared by every read waiting when it is asked for: a read
-    /// joins the next request issued after it arrived, never one already in flight.
+    /// A read index from upstream, shared by every read waiting when it is asked for.
     async fn batched_read_index(&self) -> Result<u64, NodeError> {
-        let (tx, rx) = oneshot::channel();
-        let start = {
-            let mut b = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
-            b.waiting.push(tx);
-            !std::mem::replace(&mut b.running, true)
-        };
-        if start {
-            let (batch, log) = (self.batch.clone(), self.log.clone());
-            tokio::spawn(async move {
-                loop {
-                    let waiting = {
-                        let mut b = batch.lock().unwrap_or_else(PoisonError::into_inner);
-                        if b.waiting.is_empty() {
-                            b.running = false;
-                            return;
-                        }
-                        std::mem::take(&mut b.waiting)
-                    };
-                    let result = log.read_index().await;
-                    for w in waiting {
-                        let _ = w.send(result.clone());
-                    }
-                }
-            });
-        }
-        match tokio::time::timeout(self.request_timeout, rx).await {
+        match tokio::time::timeout(self.request_timeout, self.reads.read_index()).await {
             Err(_) => Err(NodeError::Timeout),
-            Ok(Err(_)) => Err(NodeError::Stopped),
-            Ok(Ok(Err(e))) => Err(NodeError::Other(format!("read index from upstream: {e}"))),
-            Ok(Ok(Ok(index))) => Ok(index),
+            Ok(None) => Err(NodeError::Stopped),
+            Ok(Some(Err(e))) => Err(NodeError::Other(format!("read index from upstream: {e}"))),
+            Ok(Some(Ok(index))) => Ok(index),
         }
     }
 

@@ -56,6 +56,8 @@ pub struct VoterNode {
     pub max_apply_gap: u64,
     /// One Raft tick (a follower's commit index may lag the leader's by one heartbeat).
     pub tick: Duration,
+    /// Linearizable reads waiting together share one ReadIndex request to the Raft thread.
+    pub reads: mango_api::ReadIndexBatcher<RaftError>,
 }
 
 fn raft_error(e: RaftError) -> NodeError {
@@ -182,7 +184,14 @@ impl EtcdNode for VoterNode {
     }
 
     async fn linearizable_view(&self) -> Result<Arc<ReadView<RedbSnapshot>>, NodeError> {
-        let index = self.timed(self.raft.read_index(GROUP)).await?;
+        let index = self
+            .timed(async {
+                self.reads
+                    .read_index()
+                    .await
+                    .unwrap_or(Err(RaftError::Stopped))
+            })
+            .await?;
         self.timed(self.raft.wait_applied(GROUP, index)).await?;
         self.read_view()
     }

@@ -186,6 +186,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         leader_client: crate::leases::LeaderClient::default(),
         max_apply_gap: config.max_apply_gap,
         tick: config.tick(),
+        reads: {
+            let raft = raft.clone();
+            mango_api::ReadIndexBatcher::new(std::sync::Arc::new(move || {
+                let raft = raft.clone();
+                Box::pin(async move { raft.read_index(0).await })
+            }))
+        },
     });
     tokio::spawn(crate::leases::run(
         voter.clone(),
