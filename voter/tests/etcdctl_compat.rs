@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use harness::Cluster;
 use harness::etcd::Etcd;
+use harness::proxy::ProxyProc;
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -546,6 +547,31 @@ fn compare(steps: &[Step]) {
 #[test]
 fn etcdctl_transcript_matches_etcd() {
     compare(&script());
+}
+
+/// The same script through `mango-proxy` (every command, the per-endpoint ones included, at
+/// the proxy's one endpoint) prints what etcd prints.
+#[test]
+fn etcdctl_transcript_through_the_proxy_matches_etcd() {
+    let steps = script();
+    let etcd = Etcd::start();
+    let mango = Cluster::start(3);
+    mango.wait_leader(Duration::from_secs(20));
+    wait_started(&mango);
+    let proxy = ProxyProc::start(&mango);
+    let expected = run_script(&steps, &etcd.endpoint, &etcd.endpoint);
+    let got = run_script(&steps, &proxy.endpoint, &proxy.endpoint);
+    let dir = std::env::var_os("MANGO_COMPAT_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| mango.path().to_path_buf());
+    save(&dir, "etcd.transcript", &expected);
+    save(&dir, "proxy.transcript", &got);
+    if expected != got {
+        panic!(
+            "etcdctl transcripts differ (- etcd 3.4, + mango through mango-proxy):\n{}",
+            diff(&expected, &got)
+        );
+    }
 }
 
 #[test]

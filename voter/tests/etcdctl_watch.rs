@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use harness::Cluster;
 use harness::etcd::Etcd;
+use harness::proxy::ProxyProc;
 use serde_json::Value;
 
 /// A background `etcdctl watch`, its output collected as it comes.
@@ -214,6 +215,25 @@ fn scenario(endpoints: &str) -> Vec<String> {
     );
     t.extend(settle(compacted));
     t
+}
+
+/// The same watch scenario through `mango-proxy` (watches coalesced there) prints the same.
+#[test]
+fn etcdctl_watch_through_the_proxy_matches_etcd() {
+    let etcd = Etcd::start();
+    let mango = Cluster::start(3);
+    mango.wait_leader(std::time::Duration::from_secs(20));
+    let proxy = ProxyProc::start(&mango);
+    let expected = scenario(&etcd.endpoint);
+    let got = scenario(&proxy.endpoint);
+    if let Some(i) = (0..expected.len().max(got.len())).find(|&i| expected.get(i) != got.get(i)) {
+        let from = i.saturating_sub(8);
+        panic!(
+            "watch transcripts differ at line {i}\n--- etcd 3.4:\n{}\n--- mango through the proxy:\n{}",
+            expected[from..(i + 8).min(expected.len())].join("\n"),
+            got[from..(i + 8).min(got.len())].join("\n")
+        );
+    }
 }
 
 #[test]

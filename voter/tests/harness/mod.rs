@@ -5,6 +5,7 @@
 
 pub mod etcd;
 pub mod netfault;
+pub mod proxy;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
