@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::route::Proxy;
+use crate::route::{LATENCY_BUCKETS, Proxy};
 use crate::watch::broadcast::Registry;
 
 /// What the endpoint reports.
@@ -117,6 +117,30 @@ impl Sources {
         for (name, kind, help, value) in rows.into_iter().chain(cache_rows) {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        }
+        let name = "mango_proxy_request_duration_seconds";
+        out.push_str(&format!(
+            "# HELP {name} Unary requests through the proxy by route, retries included.\n\
+             # TYPE {name} histogram\n"
+        ));
+        for (route, h) in [("leader", &r.leader_latency), ("reads", &r.reads_latency)] {
+            let mut cumulative = 0;
+            for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+                cumulative += h.buckets[i].load(Ordering::Relaxed);
+                out.push_str(&format!(
+                    "{name}_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}\n"
+                ));
+            }
+            cumulative += h.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
+            out.push_str(&format!(
+                "{name}_bucket{{route=\"{route}\",le=\"+Inf\"}} {cumulative}\n"
+            ));
+            let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            out.push_str(&format!("{name}_sum{{route=\"{route}\"}} {sum}\n"));
+            out.push_str(&format!(
+                "{name}_count{{route=\"{route}\"}} {}\n",
+                h.count.load(Ordering::Relaxed)
             ));
         }
         out

@@ -73,6 +73,41 @@ pub struct Counters {
     pub retries: AtomicU64,
     /// Requests refused by the concurrency limit.
     pub shed: AtomicU64,
+    /// Time of unary requests routed to the leader, retries included.
+    pub leader_latency: Histogram,
+    /// Time of unary requests routed to the read pool, retries included.
+    pub reads_latency: Histogram,
+}
+
+/// Upper bounds of the latency buckets, in seconds (Prometheus' `le`).
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// A latency histogram: a count per bucket (not cumulative), the sum and the count.
+#[derive(Default)]
+pub struct Histogram {
+    /// Requests per bucket of [`LATENCY_BUCKETS`], the last one past them all.
+    pub buckets: [AtomicU64; 13],
+    /// Microseconds, summed.
+    pub sum_micros: AtomicU64,
+    /// Requests.
+    pub count: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one request that took `took`.
+    pub fn observe(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The proxy's shared state: a cheap-to-clone handle.
@@ -378,8 +413,15 @@ impl Proxy {
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
         let _permit = self.admit()?;
-        let deadline = Instant::now() + self.0.timeout;
-        self.unary_until(route, req, Some(deadline), call).await
+        let started = Instant::now();
+        let deadline = started + self.0.timeout;
+        let answer = self.unary_until(route, req, Some(deadline), call).await;
+        let histogram = match route {
+            Route::Leader { .. } => &self.0.counters.leader_latency,
+            Route::Reads => &self.0.counters.reads_latency,
+        };
+        histogram.observe(started.elapsed());
+        answer
     }
 
     /// Like [`Proxy::unary`] but not bounded by the request timeout nor counted by the
@@ -719,5 +761,18 @@ mod tests {
         drop(held);
         assert!(p.admit().is_ok());
         assert_eq!(p.counters().shed.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn latency_lands_in_its_bucket() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(9));
+        assert_eq!(h.buckets[0].load(Ordering::Relaxed), 1);
+        assert_eq!(h.buckets[3].load(Ordering::Relaxed), 1);
+        assert_eq!(h.buckets[12].load(Ordering::Relaxed), 1);
+        assert_eq!(h.count.load(Ordering::Relaxed), 3);
+        assert_eq!(h.sum_micros.load(Ordering::Relaxed), 9_003_300);
     }
 }

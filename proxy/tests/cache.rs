@@ -78,6 +78,24 @@ async fn stale_reads_hit_the_cache_until_a_write_invalidates_them() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Per-route latency: the stale reads that missed went through the read pool.
+    assert!(
+        metric(
+            mport,
+            "mango_proxy_request_duration_seconds_count{route=\"reads\"}"
+        ) > 0
+    );
+    let inf = metric(
+        mport,
+        "mango_proxy_request_duration_seconds_bucket{route=\"reads\",le=\"+Inf\"}",
+    );
+    assert_eq!(
+        inf,
+        metric(
+            mport,
+            "mango_proxy_request_duration_seconds_count{route=\"reads\"}"
+        )
+    );
     // Linearizable reads never come from the cache.
     let before = metric(mport, "mango_proxy_stale_cache_hits_total");
     let r = get(&mut p, "c/k", "linearizable").await.unwrap();
