@@ -28,6 +28,36 @@ fn put_many(endpoints: &str, n: usize) {
     });
 }
 
+/// `member list` asked of the three founding voters only: a member that just joined answers
+/// from its own registry, which is empty until its snapshot arrives, and a removed one keeps
+/// the registry it had.
+fn founders_member_list(c: &Cluster) -> String {
+    let founders = (0..3)
+        .map(|i| c.voters[i].endpoint())
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = Cluster::etcdctl_at(&founders, &["member", "list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`founders_member_list`] once it satisfies `ok` (a founder that has not yet applied the
+/// latest change answers the list before it), within 10 s.
+fn founders_member_list_until(c: &Cluster, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = founders_member_list(c);
+        if ok(&list) || std::time::Instant::now() > deadline {
+            return list;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn member_added_after_log_compaction_catches_up_by_snapshot_then_is_removed() {
     let mut c = Cluster::start_with(
@@ -60,7 +90,7 @@ fn member_added_after_log_compaction_catches_up_by_snapshot_then_is_removed() {
         "v4 should have caught up by snapshot:\n{}",
         c.log_of(new)
     );
-    let list = c.etcdctl(&["member", "list"]);
+    let list = founders_member_list_until(&c, |l| l.lines().count() == 4);
     assert_eq!(list.lines().count(), 4, "{list}");
     // It takes part in consensus: writes still commit with it in the quorum set.
     c.etcdctl(&["put", "after-join", "yes"]);
@@ -72,7 +102,7 @@ fn member_added_after_log_compaction_catches_up_by_snapshot_then_is_removed() {
         .unwrap()
         .to_string();
     c.etcdctl(&["member", "remove", &id]);
-    let list = c.etcdctl(&["member", "list"]);
+    let list = founders_member_list_until(&c, |l| l.lines().count() == 3);
     assert_eq!(list.lines().count(), 3, "{list}");
     c.kill(new);
     c.etcdctl(&["put", "after-remove", "yes"]);
@@ -93,7 +123,7 @@ fn a_raft_learner_is_added_catches_up_and_is_promoted() {
     ]);
     assert!(out.contains("Member"), "{out}");
     c.spawn(new, "existing");
-    let list = c.etcdctl(&["member", "list"]);
+    let list = founders_member_list_until(&c, |l| l.contains(&peer));
     let line = list
         .lines()
         .find(|l| l.contains(&peer))
@@ -114,7 +144,10 @@ fn a_raft_learner_is_added_catches_up_and_is_promoted() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let list = c.etcdctl(&["member", "list"]);
+    let list = founders_member_list_until(&c, |l| {
+        l.lines()
+            .any(|line| line.contains(&peer) && line.ends_with("false"))
+    });
     let line = list.lines().find(|l| l.contains(&peer)).unwrap();
     assert!(line.ends_with("false"), "promoted: {line}");
     let deadline = Instant::now() + Duration::from_secs(10);
