@@ -79,6 +79,9 @@ fn is_valid_peer_url(url: &str) -> bool {
     }
 }
 
+/// What MemberList answers on a member that has not yet received the member registry.
+pub const NOT_STARTED: &str = "etcdserver: this member has not caught up with the cluster yet";
+
 #[tonic::async_trait]
 impl<N: EtcdNode> Cluster for ClusterService<N> {
     async fn member_add(
@@ -138,9 +141,16 @@ impl<N: EtcdNode> Cluster for ClusterService<N> {
         if request.into_inner().linearizable {
             self.node.linearizable_view().await.map_err(node_status)?;
         }
+        let members = self.node.members();
+        if members.is_empty() {
+            // A member that joined an existing cluster learns the members with its first
+            // snapshot; until then it must not claim the cluster has none. Unavailable makes
+            // etcd's clients ask another endpoint.
+            return Err(Status::unavailable(NOT_STARTED));
+        }
         Ok(tonic::Response::new(MemberListResponse {
             header: self.header(),
-            members: self.node.members(),
+            members,
         }))
     }
 

@@ -26,7 +26,7 @@ mod read_batch;
 mod server;
 mod watch;
 
-pub use cluster::ClusterService;
+pub use cluster::{ClusterService, NOT_STARTED};
 pub use consistency::{CONSISTENCY_HEADER, Consistency};
 pub use election::ElectionService;
 pub use kv::KvService;

@@ -418,6 +418,19 @@ async fn snapshot_streams_an_installable_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_knows_no_members_yet_is_unavailable_for_member_list() {
+    let server = TestServer::start(ApiConfig::default()).await;
+    let mut c = connect(&server).await;
+    server.node.forget_members();
+    let err = c.member_list().await.expect_err("an empty member list");
+    let etcd_client::Error::GRpcStatus(s) = err else {
+        panic!("not a gRPC status: {err}");
+    };
+    assert_eq!(s.code(), tonic::Code::Unavailable);
+    assert_eq!(s.message(), mango_api::NOT_STARTED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_membership() {
     let server = TestServer::start(ApiConfig::default()).await;
     let mut c = connect(&server).await;

@@ -97,6 +97,12 @@ impl TestNode {
         self.state.lock().expect("state lock")
     }
 
+    /// Forgets every member, as a member that joined an existing cluster knows none until
+    /// its first snapshot arrives.
+    pub fn forget_members(&self) {
+        self.state().members.clear();
+    }
+
     /// Raises an alarm, as the node itself would (e.g. NOSPACE).
     pub fn raise_alarm(&self, alarm: AlarmMember) {
         self.state().alarms.push(alarm);
