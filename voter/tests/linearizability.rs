@@ -1,7 +1,9 @@
 //! Jepsen-style: concurrent clients over real gRPC record a history of puts and linearizable
-//! gets on a few keys while a nemesis kills -9 the leader and restarts it, pauses a follower
+//! gets on a few keys, and two watchers follow every change, while a nemesis kills -9 the leader and restarts it, pauses a follower
 //! (SIGSTOP/SIGCONT) and cuts the leader off from its peers (iptables on per-voter loopback
-//! addresses); afterwards every key's history must be linearizable (mango-checker). Writes
+//! addresses); afterwards every key's history must be linearizable (mango-checker), and each
+//! watcher (resuming on another member after any failure) must have seen exactly the history
+//! of revisions a fresh watch from revision 1 reports: ordered, no gap, no duplicate. Writes
 //! whose outcome the client never learned are kept as unknown (they may have taken effect,
 //! late, or not at all); failed reads are dropped (they had no effect).
 //!
@@ -15,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{Client, ConnectOptions, WatchOptions};
 use harness::Cluster;
 use harness::netfault::Partition;
 use mango_checker::{Op, Operation, check_register};
@@ -119,6 +121,71 @@ async fn client_loop(
     (ok, failed)
 }
 
+/// One watcher's view: (key, mod revision, value) of every event, in the order received.
+type Events = Vec<(String, i64, Vec<u8>)>;
+
+/// Watches `lin/` from revision 1 until `until` (plus a grace period for the tail), moving to
+/// another endpoint and resuming from the last revision + 1 whenever its stream fails.
+async fn watcher(endpoints: Vec<String>, until: Instant) -> (Events, usize) {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_timeout(Duration::from_secs(2));
+    let mut seen: Events = Vec::new();
+    let mut reconnects = 0;
+    let end = until + Duration::from_secs(5);
+    let mut next = 1;
+    'connect: while Instant::now() < end {
+        let ep = endpoints[reconnects % endpoints.len()].clone();
+        let Ok(mut c) = Client::connect([ep], Some(options.clone())).await else {
+            reconnects += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let opts = WatchOptions::new().with_prefix().with_start_revision(next);
+        let Ok(mut stream) = c.watch("lin/", Some(opts)).await else {
+            reconnects += 1;
+            continue;
+        };
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break 'connect;
+            }
+            match tokio::time::timeout(left.min(Duration::from_millis(1500)), stream.message())
+                .await
+            {
+                Ok(Ok(Some(resp))) => {
+                    if resp.canceled() {
+                        reconnects += 1;
+                        continue 'connect;
+                    }
+                    for e in resp.events() {
+                        if let Some(kv) = e.kv() {
+                            seen.push((
+                                String::from_utf8_lossy(kv.key()).into_owned(),
+                                kv.mod_revision(),
+                                kv.value().to_vec(),
+                            ));
+                            next = kv.mod_revision() + 1;
+                        }
+                    }
+                }
+                // Quiet for a while: the member may be cut off; go elsewhere.
+                Err(_) if Instant::now() < until => {
+                    reconnects += 1;
+                    continue 'connect;
+                }
+                Err(_) => {}
+                Ok(_) => {
+                    reconnects += 1;
+                    continue 'connect;
+                }
+            }
+        }
+    }
+    (seen, reconnects)
+}
+
 /// The faults, spread over the run: kill -9 of the leader and its restart, a paused
 /// follower, an isolated leader. Returns the cluster (and what it did).
 fn nemesis(mut c: Cluster, secs: u64) -> (Cluster, Vec<String>) {
@@ -193,6 +260,13 @@ async fn kv_history_is_linearizable_under_kills_pauses_and_partitions() {
             history.clone(),
         )));
     }
+    let watchers: Vec<_> = (0..2)
+        .map(|i| {
+            let mut eps = endpoints.clone();
+            eps.rotate_left(i);
+            tokio::spawn(watcher(eps, until))
+        })
+        .collect();
     let faults = tokio::task::spawn_blocking(move || nemesis(c, secs));
     let (mut ok, mut failed) = (0, 0);
     for t in clients {
@@ -202,6 +276,16 @@ async fn kv_history_is_linearizable_under_kills_pauses_and_partitions() {
     }
     let (c, did) = faults.await.unwrap();
     c.wait_leader(Duration::from_secs(20));
+    let mut watched = Vec::new();
+    for w in watchers {
+        watched.push(w.await.unwrap());
+    }
+    // The truth: every revision under lin/ from a fresh watch from revision 1 after the run.
+    let truth = {
+        let eps: Vec<String> = endpoints.clone();
+        let (events, _) = watcher(eps, Instant::now()).await;
+        events
+    };
 
     let history = history.lock().unwrap().clone();
     let ops: usize = history.values().map(Vec::len).sum();
@@ -216,6 +300,29 @@ async fn kv_history_is_linearizable_under_kills_pauses_and_partitions() {
         did.iter().any(|d| d.starts_with("kill")),
         "the nemesis did nothing"
     );
+    // Watches through the faults: ordered, no duplicate, nothing missing, values right.
+    assert!(!truth.is_empty());
+    for (i, (events, reconnects)) in watched.iter().enumerate() {
+        assert!(
+            events.windows(2).all(|w| w[0].1 <= w[1].1),
+            "watcher {i}: revisions out of order"
+        );
+        let last = events.last().map_or(0, |e| e.1);
+        let want: Vec<_> = truth.iter().filter(|e| e.1 <= last).cloned().collect();
+        assert_eq!(
+            events, &want,
+            "watcher {i} ({reconnects} reconnects) differs from the history"
+        );
+        assert_eq!(
+            last,
+            truth.last().map_or(0, |e| e.1),
+            "watcher {i} stopped early"
+        );
+        eprintln!(
+            "watcher {i}: {} events, {reconnects} reconnects",
+            events.len()
+        );
+    }
     for (key, ops) in &history {
         if let Err(v) = check_register(ops, &None) {
             let mut shown: Vec<&Operation> = ops.iter().collect();
