@@ -14,10 +14,14 @@
 //! follower (pipelining). Installing a snapshot, and writing a configuration change's conf
 //! state, are the two places the Raft thread still waits for a write: both are rare.
 
+mod apply;
+mod exec;
 mod handle;
 mod persist;
 mod runtime;
+mod stepped;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use raft::eraftpb::{Entry, Message, Snapshot};
@@ -25,6 +29,7 @@ use raft::eraftpb::{Entry, Message, Snapshot};
 pub use handle::{GroupStatus, RaftHandle};
 pub use persist::PersistHook;
 pub use runtime::{GroupBootstrap, start};
+pub use stepped::{SteppedNode, start_stepped};
 
 /// A Raft group id.
 pub type GroupId = u64;
@@ -51,6 +56,20 @@ pub struct NodeConfig {
     /// The Raft thread waits for each pass's write, as before the persist thread existed:
     /// only for comparison benchmarks.
     pub wait_for_persist: bool,
+    /// Where randomized election timeouts come from (None: raft-rs's own thread RNG). A
+    /// deterministic simulation sets it to draw from its seed.
+    pub election_timeouts: Option<ElectionTimeouts>,
+}
+
+/// A source of election timeouts: given raft's range `[min, max)` in ticks, a value in it.
+/// Values outside the range are ignored (raft-rs keeps its own draw).
+#[derive(Clone)]
+pub struct ElectionTimeouts(pub Arc<dyn Fn(usize, usize) -> usize + Send + Sync>);
+
+impl std::fmt::Debug for ElectionTimeouts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ElectionTimeouts")
+    }
 }
 
 impl Default for NodeConfig {
@@ -65,6 +84,7 @@ impl Default for NodeConfig {
             max_batch: 4096,
             persist_hook: None,
             wait_for_persist: false,
+            election_timeouts: None,
         }
     }
 }

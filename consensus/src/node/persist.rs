@@ -69,30 +69,50 @@ pub(crate) fn persist_loop<O>(
                 Err(_) => break,
             }
         }
-        let mut batch = WriteBatch::new();
-        let (mut sync, mut ticket) = (false, 0);
-        let mut readies = Vec::new();
-        let mut done = Vec::new();
-        for job in jobs {
-            batch.extend(job.batch);
-            sync |= job.sync;
-            ticket = ticket.max(job.ticket);
-            readies.extend(job.readies);
-            done.extend(job.done);
-        }
-        if let Some(hook) = &hook {
-            (hook.0)();
-        }
-        if let Err(e) = log.write_pending(batch, sync, ticket) {
-            let _ = commands.send(Command::Fatal(format!("persisting the raft log: {e}")));
-            return;
-        }
-        let _ = commands.send(Command::Persisted { readies });
-        for d in done {
-            let _ = d.send(());
+        match write_jobs(&log, jobs, hook.as_ref()) {
+            Ok((readies, done)) => {
+                let _ = commands.send(Command::Persisted { readies });
+                for d in done {
+                    let _ = d.send(());
+                }
+            }
+            Err(e) => {
+                let _ = commands.send(Command::Fatal(e));
+                return;
+            }
         }
         if stop {
             return;
         }
     }
+}
+
+/// What a write completed: the Readies `(group, ready number)` and the waiters to tell
+/// (after the Readies are reported).
+pub(crate) type Written = (Vec<(GroupId, u64)>, Vec<std::sync::mpsc::Sender<()>>);
+
+/// Writes `jobs` (in queue order) as one raft-engine write. Used by the persist thread and,
+/// in a stepped node, inline.
+pub(crate) fn write_jobs(
+    log: &LogStore,
+    jobs: Vec<Job>,
+    hook: Option<&PersistHook>,
+) -> Result<Written, String> {
+    let mut batch = WriteBatch::new();
+    let (mut sync, mut ticket) = (false, 0);
+    let mut readies = Vec::new();
+    let mut done = Vec::new();
+    for job in jobs {
+        batch.extend(job.batch);
+        sync |= job.sync;
+        ticket = ticket.max(job.ticket);
+        readies.extend(job.readies);
+        done.extend(job.done);
+    }
+    if let Some(hook) = hook {
+        (hook.0)();
+    }
+    log.write_pending(batch, sync, ticket)
+        .map_err(|e| format!("persisting the raft log: {e}"))?;
+    Ok((readies, done))
 }

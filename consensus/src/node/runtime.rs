@@ -8,12 +8,14 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, Snapshot};
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
 use raft::{Config, RawNode, ReadOnlyOption, SnapshotStatus, StateRole};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
+use super::apply::{ApplyWork, Reply, apply_loop};
+use super::exec::Exec;
 use super::handle::{Command, GroupStatus, RaftHandle, Shared, SharedGroup};
-use super::persist::{Job, PersistWork, persist_loop};
+use super::persist::{Job, persist_loop};
 use super::{GroupId, NodeConfig, RaftError, StateMachine, Transport};
 use crate::{GroupStorage, LogStore, SnapshotProvider, WriteBatch};
 
@@ -27,52 +29,42 @@ pub struct GroupBootstrap {
     pub initial_voters: Vec<u64>,
 }
 
-type Reply<T> = oneshot::Sender<Result<T, RaftError>>;
-
-/// Entries merged into one state-machine batch at most.
-const MAX_APPLY_MERGE: usize = 4096;
-
 /// How long a ReadIndex may go unanswered before it is issued again.
 const READ_RETRY: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// One group inside the loop.
 struct Group<O> {
     raw: RawNode<GroupStorage>,
-    /// Proposals of this node waiting for their entry to apply, by sequence number.
-    waiters: HashMap<u64, Reply<O>>,
+    /// Proposals of this node waiting for their entry to apply, by sequence number (ordered,
+    /// so failing them all answers in one order: a simulation replays the same).
+    waiters: BTreeMap<u64, Reply<O>>,
     /// Reads that arrived since the last ReadIndex was issued.
     reads_pending: Vec<Reply<u64>>,
     /// Reads waiting for the ReadIndex with this sequence number, and when it was issued.
     /// raft-rs drops a ReadIndex silently (e.g. at a leader that has not yet committed in its
     /// term), so batches that wait too long are issued again.
-    reads_inflight: HashMap<u64, (Instant, Vec<Reply<u64>>)>,
+    reads_inflight: BTreeMap<u64, (Instant, Vec<Reply<u64>>)>,
     /// The leader as of the last Ready (reads fail when it changes).
     leader: u64,
     /// Persisted messages of Readies whose changes are still being written, by Ready number.
     held: VecDeque<(u64, Vec<Message>)>,
 }
 
-struct Runtime<S: StateMachine, T> {
-    /// The state machine lives on the apply thread; this only names its types.
-    _sm: std::marker::PhantomData<fn() -> S>,
+pub(crate) struct Runtime<S: StateMachine, T> {
     config: NodeConfig,
     log: LogStore,
     groups: BTreeMap<GroupId, Group<S::Output>>,
-    /// Work for the apply thread, in commit order.
-    apply_tx: mpsc::Sender<ApplyWork<S::Output>>,
-    /// The apply thread (joined on stop).
-    apply_thread: Option<JoinHandle<()>>,
-    /// Work for the persist thread, in Ready order.
-    persist_tx: mpsc::Sender<PersistWork>,
-    /// The persist thread (joined on stop).
-    persist_thread: Option<JoinHandle<()>>,
+    /// Where applying and log writes run: their own threads, or inline.
+    pub(crate) exec: Exec<S>,
+    /// When the groups tick next.
+    next_tick: Instant,
     /// The ticket entries staged now are written under; grows with every job.
     ticket: u64,
     /// Jobs queued for the persist thread and not yet reported written.
     inflight: usize,
     transport: T,
     shared: Arc<Shared>,
-    rx: Receiver<Command<S::Output>>,
+    pub(crate) rx: Receiver<Command<S::Output>>,
     /// Sequence numbers for proposals and read contexts.
     next_seq: u64,
     logger: slog::Logger,
@@ -90,6 +82,56 @@ pub fn start<S: StateMachine, T: Transport>(
     provider: Option<Arc<dyn SnapshotProvider>>,
     logger: slog::Logger,
 ) -> Result<(RaftHandle<S::Output>, JoinHandle<()>), RaftError> {
+    let opened = open(&config, &log, groups, &sm, provider, &logger)?;
+    let handle = opened.handle.clone();
+    let (apply_tx, apply_rx) = mpsc::channel();
+    let apply_thread = {
+        let (shared, commands) = (opened.shared.clone(), handle.tx.clone());
+        std::thread::Builder::new()
+            .name("apply".into())
+            .spawn(move || apply_loop(sm, apply_rx, shared, commands))
+            .map_err(|e| RaftError::Raft(format!("spawning the apply thread: {e}")))?
+    };
+    let (persist_tx, persist_rx) = mpsc::channel();
+    let persist_thread = {
+        let (log, commands, hook) = (log.clone(), handle.tx.clone(), config.persist_hook.clone());
+        std::thread::Builder::new()
+            .name("raft-persist".into())
+            .spawn(move || persist_loop(log, persist_rx, commands, hook))
+            .map_err(|e| RaftError::Raft(format!("spawning the persist thread: {e}")))?
+    };
+    let exec = Exec::<S>::Threads {
+        apply_tx,
+        apply_thread: Some(apply_thread),
+        persist_tx,
+        persist_thread: Some(persist_thread),
+    };
+    let transport = make_transport(handle.clone());
+    let runtime = Runtime::new(config, log, opened, exec, transport, logger, Instant::now());
+    let thread = std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || runtime.run())
+        .map_err(|e| RaftError::Raft(format!("spawning the raft thread: {e}")))?;
+    Ok((handle, thread))
+}
+
+/// The groups of a node, opened from its log, with the handle that reaches them.
+pub(crate) struct Opened<O> {
+    groups: BTreeMap<GroupId, Group<O>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) handle: RaftHandle<O>,
+    rx: Receiver<Command<O>>,
+}
+
+/// Opens every group from the log (bootstrapping new ones) and makes the command queue.
+pub(crate) fn open<S: StateMachine>(
+    config: &NodeConfig,
+    log: &LogStore,
+    groups: Vec<GroupBootstrap>,
+    sm: &S,
+    provider: Option<Arc<dyn SnapshotProvider>>,
+    logger: &slog::Logger,
+) -> Result<Opened<S::Output>, RaftError> {
     let err = |e: crate::LogStoreError| RaftError::Raft(e.to_string());
     let mut shared_groups = HashMap::new();
     let mut running = BTreeMap::new();
@@ -132,7 +174,7 @@ pub fn start<S: StateMachine, T: Transport>(
             batch_append: true,
             ..Default::default()
         };
-        let raw = RawNode::new(&raft_config, storage, &logger)
+        let raw = RawNode::new(&raft_config, storage, logger)
             .map_err(|e| RaftError::Raft(format!("starting group {}: {e}", boot.group)))?;
         let (applied, _) = watch::channel(raw.raft.raft_log.applied);
         shared_groups.insert(
@@ -146,9 +188,9 @@ pub fn start<S: StateMachine, T: Transport>(
             boot.group,
             Group {
                 raw,
-                waiters: HashMap::new(),
+                waiters: BTreeMap::new(),
                 reads_pending: Vec::new(),
-                reads_inflight: HashMap::new(),
+                reads_inflight: BTreeMap::new(),
                 leader: 0,
                 held: VecDeque::new(),
             },
@@ -163,46 +205,12 @@ pub fn start<S: StateMachine, T: Transport>(
         tx,
         shared: shared.clone(),
     };
-    let (apply_tx, apply_rx) = mpsc::channel();
-    let apply_thread = {
-        let (shared, commands) = (shared.clone(), handle.tx.clone());
-        std::thread::Builder::new()
-            .name("apply".into())
-            .spawn(move || apply_loop(sm, apply_rx, shared, commands))
-            .map_err(|e| RaftError::Raft(format!("spawning the apply thread: {e}")))?
-    };
-    let (persist_tx, persist_rx) = mpsc::channel();
-    let persist_thread = {
-        let (log, commands, hook) = (log.clone(), handle.tx.clone(), config.persist_hook.clone());
-        std::thread::Builder::new()
-            .name("raft-persist".into())
-            .spawn(move || persist_loop(log, persist_rx, commands, hook))
-            .map_err(|e| RaftError::Raft(format!("spawning the persist thread: {e}")))?
-    };
-    let transport = make_transport(handle.clone());
-    let runtime = Runtime::<S, T> {
-        config,
-        log,
-        _sm: std::marker::PhantomData,
+    Ok(Opened {
         groups: running,
-        apply_tx,
-        apply_thread: Some(apply_thread),
-        persist_tx,
-        persist_thread: Some(persist_thread),
-        ticket: 1,
-        inflight: 0,
-        transport,
-        shared: shared.clone(),
+        shared,
+        handle,
         rx,
-        next_seq: 1,
-        logger,
-    };
-    runtime.publish_status();
-    let thread = std::thread::Builder::new()
-        .name("raft".into())
-        .spawn(move || runtime.run())
-        .map_err(|e| RaftError::Raft(format!("spawning the raft thread: {e}")))?;
-    Ok((handle, thread))
+    })
 }
 
 /// The proposal context: this node's id, then a sequence number.
@@ -222,74 +230,116 @@ fn own_seq(node: u64, context: &[u8]) -> Option<u64> {
 }
 
 impl<S: StateMachine, T: Transport> Runtime<S, T> {
+    pub(crate) fn new(
+        config: NodeConfig,
+        log: LogStore,
+        opened: Opened<S::Output>,
+        exec: Exec<S>,
+        transport: T,
+        logger: slog::Logger,
+        now: Instant,
+    ) -> Self {
+        let runtime = Self {
+            next_tick: now + config.tick,
+            config,
+            log,
+            groups: opened.groups,
+            exec,
+            ticket: 1,
+            inflight: 0,
+            transport,
+            shared: opened.shared,
+            rx: opened.rx,
+            next_seq: 1,
+            logger,
+        };
+        runtime.publish_status();
+        runtime
+    }
+
+    /// The threaded loop: wait for a command or the next tick, take what is queued, turn.
     fn run(mut self) {
-        let mut next_tick = Instant::now() + self.config.tick;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(wait) {
-                Ok(Command::Stop) => break,
-                Ok(Command::Fatal(e)) => {
-                    slog::crit!(self.logger, "raft loop stopping: applying failed"; "error" => %e);
-                    break;
-                }
-                Ok(cmd) => self.handle(cmd),
-                Err(RecvTimeoutError::Timeout) => {}
+            let wait = self.next_tick.saturating_duration_since(Instant::now());
+            let first = match self.rx.recv_timeout(wait) {
+                Ok(cmd) => Some(cmd),
+                Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
-            }
-            let mut stop = false;
-            for _ in 0..self.config.max_batch {
-                match self.rx.try_recv() {
-                    Ok(Command::Stop) => {
-                        stop = true;
-                        break;
-                    }
-                    Ok(Command::Fatal(e)) => {
-                        slog::crit!(self.logger, "raft loop stopping: applying failed"; "error" => %e);
-                        stop = true;
-                        break;
-                    }
-                    Ok(cmd) => self.handle(cmd),
-                    Err(_) => break,
-                }
-            }
-            if stop {
+            };
+            if !self.take_commands(first) {
                 break;
             }
-            if Instant::now() >= next_tick {
-                next_tick = Instant::now() + self.config.tick;
-                for g in self.groups.values_mut() {
-                    g.raw.tick();
-                    g.waiters.retain(|_, w| !w.is_closed());
-                }
-            }
-            self.issue_reads();
-            if let Err(e) = self.ready_pass() {
+            if let Err(e) = self.turn(Instant::now()) {
                 slog::crit!(self.logger, "raft loop stopping on a fatal error"; "error" => %e);
                 break;
             }
-            self.publish_status();
         }
+        self.shut_down();
+    }
+
+    /// Handles `first` and up to a batch of queued commands (inline work's reports first).
+    /// False when the loop must stop.
+    pub(crate) fn take_commands(&mut self, first: Option<Command<S::Output>>) -> bool {
+        let mut next = first;
+        for _ in 0..=self.config.max_batch {
+            let cmd = match next.take() {
+                Some(cmd) => cmd,
+                None => match self.exec.next_report() {
+                    Some(cmd) => cmd,
+                    None => match self.rx.try_recv() {
+                        Ok(cmd) => cmd,
+                        Err(_) => break,
+                    },
+                },
+            };
+            match cmd {
+                Command::Stop => return false,
+                Command::Fatal(e) => {
+                    slog::crit!(self.logger, "raft loop stopping: applying failed"; "error" => %e);
+                    return false;
+                }
+                cmd => self.handle(cmd),
+            }
+        }
+        true
+    }
+
+    /// One turn after taking commands: tick if due, issue reads, one Ready pass, publish the
+    /// status. An `Err` is fatal.
+    pub(crate) fn turn(&mut self, now: Instant) -> Result<(), String> {
+        if now >= self.next_tick {
+            self.next_tick = now + self.config.tick;
+            let timeouts = self.config.election_timeouts.clone();
+            for g in self.groups.values_mut() {
+                if let Some(t) = &timeouts {
+                    redraw_election_timeout(&mut g.raw, t);
+                }
+                g.raw.tick();
+                g.waiters.retain(|_, w| !w.is_closed());
+            }
+        }
+        self.issue_reads(now);
+        self.ready_pass()?;
+        self.publish_status();
+        Ok(())
+    }
+
+    /// Fails every waiting request and stops the worker threads (after they finish what is
+    /// queued).
+    pub(crate) fn shut_down(&mut self) {
         self.fail_all(RaftError::Stopped);
-        // Whatever was queued is written before the persist thread ends.
-        let _ = self.persist_tx.send(PersistWork::Stop);
-        if let Some(t) = self.persist_thread.take() {
-            let _ = t.join();
-        }
-        let _ = self.apply_tx.send(ApplyWork::Stop);
-        if let Some(t) = self.apply_thread.take() {
-            let _ = t.join();
-        }
+        self.exec.stop();
     }
 
     fn fail_all(&mut self, err: RaftError) {
         for g in self.groups.values_mut() {
-            for (_, w) in g.waiters.drain() {
+            for (_, w) in std::mem::take(&mut g.waiters) {
                 let _ = w.send(Err(err.clone()));
             }
             for w in g.reads_pending.drain(..) {
                 let _ = w.send(Err(err.clone()));
             }
-            for (_, (_, ws)) in g.reads_inflight.drain() {
+            for (_, (_, ws)) in std::mem::take(&mut g.reads_inflight) {
                 for w in ws {
                     let _ = w.send(Err(err.clone()));
                 }
@@ -438,9 +488,7 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
         };
         self.ticket += 1;
         self.inflight += 1;
-        self.persist_tx
-            .send(PersistWork::Job(job))
-            .map_err(|_| "the persist thread stopped".to_string())?;
+        self.exec.persist(job)?;
         if let Some(written) = written {
             written
                 .recv()
@@ -451,9 +499,8 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
 
     /// One ReadIndex per group for every read that arrived since the last one; batches that
     /// got no answer within `READ_RETRY` are issued again (their callers gave up if closed).
-    fn issue_reads(&mut self) {
+    fn issue_reads(&mut self, now: Instant) {
         let node = self.config.id;
-        let now = Instant::now();
         let ids: Vec<GroupId> = self.groups.keys().copied().collect();
         for id in ids {
             let Some(g) = self.groups.get_mut(&id) else {
@@ -506,7 +553,7 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                 if ss.leader_id != g.leader
                     || ss.raft_state != StateRole::Leader && g.raw.raft.leader_id == self.config.id
                 {
-                    for (_, (_, ws)) in g.reads_inflight.drain() {
+                    for (_, (_, ws)) in std::mem::take(&mut g.reads_inflight) {
                         for w in ws {
                             let _ = w.send(Err(RaftError::LeaderChanged));
                         }
@@ -537,7 +584,7 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
             // Committed entries are at most the persisted index: applying never runs ahead
             // of the local log.
             let committed = rd.take_committed_entries();
-            apply_entries(self.config.id, id, g, &self.apply_tx, &self.log, committed)?;
+            apply_entries(self.config.id, id, g, &mut self.exec, &self.log, committed)?;
             let entries = rd.take_entries();
             // Readable by Raft before `advance_append_async` forgets them.
             self.log.stage_pending(id, &entries, self.ticket);
@@ -578,9 +625,7 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
             snapshot: Box::new(rd.snapshot().clone()),
             done,
         };
-        self.apply_tx
-            .send(work)
-            .map_err(|_| "the apply thread stopped".to_string())?;
+        self.exec.apply(work)?;
         result
             .recv()
             .map_err(|_| "the apply thread stopped".to_string())??;
@@ -597,7 +642,7 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
             return Ok(());
         };
         let committed = rd.take_committed_entries();
-        apply_entries(self.config.id, id, g, &self.apply_tx, &self.log, committed)?;
+        apply_entries(self.config.id, id, g, &mut self.exec, &self.log, committed)?;
         let number = rd.number();
         let msgs = rd.take_persisted_messages();
         g.raw.advance_append_async(rd);
@@ -634,33 +679,15 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
     }
 }
 
-/// Work for the apply thread.
-enum ApplyWork<O> {
-    /// Committed entries of a group, in order, with the waiters of this node's proposals
-    /// among them (by entry index).
-    Entries {
-        group: GroupId,
-        entries: Vec<Entry>,
-        waiters: Vec<(u64, Reply<O>)>,
-    },
-    /// Restore a snapshot; answer when done.
-    Restore {
-        group: GroupId,
-        snapshot: Box<Snapshot>,
-        done: mpsc::Sender<Result<(), String>>,
-    },
-    Stop,
-}
-
 /// Hands committed entries to the apply thread. A configuration change takes effect in Raft
 /// here, at its place in the log, and its conf state is written (synced) before the state
 /// machine sees the change, so a restart never finds the store ahead of the log's conf state;
 /// the state machine gets it too, in order, with everything else.
-fn apply_entries<O>(
+fn apply_entries<S: StateMachine>(
     node: u64,
     id: GroupId,
-    g: &mut Group<O>,
-    apply_tx: &mpsc::Sender<ApplyWork<O>>,
+    g: &mut Group<S::Output>,
+    exec: &mut Exec<S>,
     log: &crate::LogStore,
     entries: Vec<Entry>,
 ) -> Result<(), String> {
@@ -703,127 +730,26 @@ fn apply_entries<O>(
         log.write(batch, true)
             .map_err(|e| format!("persisting a conf state: {e}"))?;
     }
-    apply_tx
-        .send(ApplyWork::Entries {
-            group: id,
-            entries,
-            waiters,
-        })
-        .map_err(|_| "the apply thread stopped".to_string())
+    exec.apply(ApplyWork::Entries {
+        group: id,
+        entries,
+        waiters,
+    })
 }
 
-/// The apply thread: applies committed entries to the state machine in order, answers the
-/// proposers, publishes the applied index and tells the Raft loop (which meanwhile goes on
-/// appending and replicating: applying never holds up the log's fsync).
-fn apply_loop<S: StateMachine>(
-    mut sm: S,
-    work: mpsc::Receiver<ApplyWork<S::Output>>,
-    shared: Arc<Shared>,
-    commands: mpsc::Sender<Command<S::Output>>,
-) {
-    let fatal = |e: String| {
-        let _ = commands.send(Command::Fatal(e));
-    };
-    let mut carried: Option<ApplyWork<S::Output>> = None;
-    loop {
-        let item = match carried.take() {
-            Some(item) => item,
-            None => match work.recv() {
-                Ok(item) => item,
-                Err(_) => return,
-            },
-        };
-        // Entries of the same group queued behind this one apply in the same state-machine
-        // batch (one store transaction): when apply falls behind, its batches grow.
-        let item = match item {
-            ApplyWork::Entries {
-                group,
-                mut entries,
-                mut waiters,
-            } => {
-                while entries.len() < MAX_APPLY_MERGE {
-                    match work.try_recv() {
-                        Ok(ApplyWork::Entries {
-                            group: g,
-                            entries: more,
-                            waiters: more_waiters,
-                        }) if g == group => {
-                            entries.extend(more);
-                            waiters.extend(more_waiters);
-                        }
-                        Ok(other) => {
-                            carried = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                ApplyWork::Entries {
-                    group,
-                    entries,
-                    waiters,
-                }
-            }
-            other => other,
-        };
-        match item {
-            ApplyWork::Stop => return,
-            ApplyWork::Restore {
-                group,
-                snapshot,
-                done,
-            } => {
-                let result = sm.restore(group, &snapshot);
-                let index = snapshot.get_metadata().get_index();
-                if result.is_ok()
-                    && let Some(g) = shared.groups.get(&group)
-                {
-                    g.applied.send_if_modified(|a| {
-                        let changed = *a < index;
-                        *a = (*a).max(index);
-                        changed
-                    });
-                }
-                let _ = done.send(result);
-            }
-            ApplyWork::Entries {
-                group,
-                entries,
-                waiters,
-            } => {
-                let outputs = match sm.apply(group, &entries) {
-                    Ok(o) if o.len() == entries.len() => o,
-                    Ok(o) => {
-                        return fatal(format!(
-                            "state machine answered {} outputs for {} entries",
-                            o.len(),
-                            entries.len()
-                        ));
-                    }
-                    Err(e) => return fatal(e),
-                };
-                let mut waiters = waiters.into_iter().peekable();
-                for (entry, output) in entries.iter().zip(outputs) {
-                    if waiters
-                        .peek()
-                        .is_some_and(|(index, _)| *index == entry.index)
-                        && let Some((_, w)) = waiters.next()
-                    {
-                        let _ = w.send(Ok(output));
-                    }
-                }
-                let Some(last) = entries.last().map(|e| e.index) else {
-                    continue;
-                };
-                if let Some(g) = shared.groups.get(&group) {
-                    g.applied.send_if_modified(|a| {
-                        let changed = *a < last;
-                        *a = (*a).max(last);
-                        changed
-                    });
-                }
-                let _ = commands.send(Command::Applied { group, index: last });
-            }
-        }
+/// Sets the election timeout of a group whose election clock was just reset (raft-rs draws
+/// it from its thread's RNG) from `timeouts` instead, so that a simulation derives it from its
+/// seed. raft-rs only compares the timeout on a tick, so redrawing before each tick whenever
+/// the clock stands at zero replaces every draw it made (and redraws after heartbeats too,
+/// which is harmless: the value stays within raft's range).
+fn redraw_election_timeout(raw: &mut RawNode<GroupStorage>, timeouts: &super::ElectionTimeouts) {
+    if raw.raft.election_elapsed != 0 {
+        return;
+    }
+    let min = raw.raft.election_timeout();
+    // raft-rs's default range: [election_tick, 2 * election_tick).
+    let drawn = (timeouts.0)(min, 2 * min);
+    if (min..2 * min).contains(&drawn) {
+        raw.raft.set_randomized_election_timeout(drawn);
     }
 }
