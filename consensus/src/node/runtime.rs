@@ -16,6 +16,7 @@ use super::apply::{ApplyWork, Reply, apply_loop};
 use super::exec::Exec;
 use super::handle::{Command, GroupStatus, RaftHandle, Shared, SharedGroup};
 use super::persist::{Job, persist_loop};
+use super::repair::repair_batched_appends;
 use super::{GroupId, NodeConfig, RaftError, StateMachine, Transport};
 use crate::{GroupStorage, LogStore, SnapshotProvider, WriteBatch};
 
@@ -562,7 +563,9 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                 g.leader = ss.leader_id;
             }
             // A leader's messages go out before its own write (Raft thesis 10.2.1).
-            self.transport.send(id, rd.take_messages());
+            let mut msgs = rd.take_messages();
+            repair_batched_appends(&g.raw.raft.raft_log, &mut msgs);
+            self.transport.send(id, msgs);
             for rs in rd.take_read_states() {
                 let Some(seq) = own_seq(self.config.id, &rs.request_ctx) else {
                     continue;
