@@ -38,6 +38,11 @@ pub struct Config {
     /// with etcd's `ResourceExhausted` "etcdserver: too many requests".
     #[arg(long, default_value_t = 4_096)]
     pub max_concurrent_requests: usize,
+    /// Streams (watch, lease keep-alive, snapshot, observe) and calls that block until
+    /// granted (lock, campaign) open through the proxy at most, counted apart from unary
+    /// requests and for their whole life; beyond it they are refused with the same error.
+    #[arg(long, default_value_t = 16_384)]
+    pub max_concurrent_streams: usize,
     /// How often each upstream is health-checked (Maintenance.Status), in milliseconds; the
     /// voters' answers also say who leads.
     #[arg(long, default_value_t = 1_000)]
@@ -108,6 +113,7 @@ impl Config {
             learners,
             request_timeout_ms,
             max_concurrent_requests,
+            max_concurrent_streams,
             health_interval_ms,
             eject_after_failures,
             max_request_bytes,

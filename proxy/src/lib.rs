@@ -11,7 +11,8 @@
 //!   learner available they go to the voters.
 //! - The level is the gRPC metadata `mango-consistency` (passed through to the upstream), else
 //!   etcd's `serializable` flag ([`mango_api::Consistency`]).
-//! - Retries, timeouts and the concurrency limit: see [`route`].
+//! - Forwarding is a tower service stack (load shedding, concurrency limits, timeout,
+//!   retries, latency histograms, routing): see [`stack`]; the routing state: [`route`].
 //! - Identical watches from many clients share one upstream watch: see [`watch`]. Counters
 //!   (`--listen-metrics-addr`): see [`metrics`].
 //!
@@ -26,5 +27,6 @@ pub mod metrics;
 pub mod route;
 pub mod server;
 pub mod services;
+pub mod stack;
 pub mod upstream;
 pub mod watch;

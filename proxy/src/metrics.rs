@@ -12,7 +12,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::route::{LATENCY_BUCKETS, Proxy};
+use crate::route::Proxy;
+use crate::stack::latency::LATENCY_BUCKETS;
 use crate::watch::broadcast::Registry;
 
 /// What the endpoint reports.
@@ -31,7 +32,7 @@ impl Sources {
     pub fn render(&self) -> String {
         let r = self.proxy.counters();
         let w = &self.watches.counters;
-        let rows: [(&str, &str, &str, u64); 10] = [
+        let rows: [(&str, &str, &str, u64); 12] = [
             (
                 "mango_proxy_to_leader_total",
                 "counter",
@@ -53,8 +54,20 @@ impl Sources {
             (
                 "mango_proxy_shed_total",
                 "counter",
-                "Requests refused by the concurrency limit.",
+                "Unary requests refused by the concurrency limit.",
                 r.shed.load(Ordering::Relaxed),
+            ),
+            (
+                "mango_proxy_streams_shed_total",
+                "counter",
+                "Streams and blocking calls refused by the stream limit.",
+                r.streams_shed.load(Ordering::Relaxed),
+            ),
+            (
+                "mango_proxy_streams_open",
+                "gauge",
+                "Client streams and blocking calls open now.",
+                self.proxy.streams_open() as u64,
             ),
             (
                 "mango_proxy_upstream_watches",

@@ -38,6 +38,7 @@ pub async fn serve(
         &config.learner_urls(),
         config.request_timeout(),
         config.max_concurrent_requests,
+        config.max_concurrent_streams,
         config.eject_after_failures,
     )?;
     // Health checks and leader lookups, every interval, for as long as the server runs.
@@ -123,6 +124,7 @@ pub async fn serve(
         to_reads = c.to_reads.load(std::sync::atomic::Ordering::Relaxed),
         retries = c.retries.load(std::sync::atomic::Ordering::Relaxed),
         shed = c.shed.load(std::sync::atomic::Ordering::Relaxed),
+        streams_shed = c.streams_shed.load(std::sync::atomic::Ordering::Relaxed),
         "mango-proxy stopped"
     );
     Ok(served?)

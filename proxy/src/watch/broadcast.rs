@@ -37,7 +37,8 @@ use tonic::metadata::MetadataMap;
 use tonic::{Extensions, Request, Status, Streaming};
 
 use super::outbox::{Out, Outbox};
-use crate::route::{Proxy, is_transport};
+use crate::route::Proxy;
+use crate::stack::retry::is_transport;
 
 /// How long the upstream watch is tried again after its stream broke before its members'
 /// watches are cancelled.

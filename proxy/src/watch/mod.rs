@@ -60,6 +60,8 @@ impl Watch for WatchProxy {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        // A watch stream counts once against the stream limit, for its whole life.
+        let permit = crate::stack::limit::admit_stream(self.registry.proxy())?;
         let (md, _, incoming) = req.into_parts();
         let (outbox, stream) = Outbox::new(self.registry.client_id());
         let client = Client {
@@ -70,6 +72,10 @@ impl Watch for WatchProxy {
             next_id: 0,
         };
         tokio::spawn(client.run(incoming));
+        let stream = tokio_stream::StreamExt::map(stream, move |item| {
+            let _held = &permit;
+            item
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 }
