@@ -1,0 +1,136 @@
+//! Shared watches whose upstream goes away, through `mango-proxy` against real voters and
+//! learners: when the revision a broken watch must resume from was compacted meanwhile, its
+//! clients get etcd's compacted cancel; and a watch opened while no learner was up moves to
+//! a learner once one is, with no gap and no duplicate.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    Deployment, free_port, kv, metric_value, put, signal, voter_stream_addrs, wait_value,
+};
+use mango_proto::etcdserverpb::watch_client::WatchClient;
+use mango_proto::etcdserverpb::watch_request::RequestUnion;
+use mango_proto::etcdserverpb::{
+    CompactionRequest, WatchCreateRequest, WatchRequest, WatchResponse,
+};
+use tokio::sync::mpsc;
+use tonic::Streaming;
+
+/// Opens a watch stream through the proxy with one watch on `prefix` (from now); returns the
+/// sender (kept to keep the stream open), the stream and the watch id.
+async fn watch_prefix(
+    d: &Deployment,
+    prefix: &str,
+) -> (mpsc::Sender<WatchRequest>, Streaming<WatchResponse>, i64) {
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: prefix.as_bytes().to_vec(),
+            range_end: end,
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let mut stream = WatchClient::connect(format!("http://{}", d.proxy_endpoint()))
+        .await
+        .unwrap()
+        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let created = stream.message().await.unwrap().unwrap();
+    assert!(created.created && !created.canceled, "{created:?}");
+    (tx, stream, created.watch_id)
+}
+
+/// The next response within `timeout`.
+async fn next(stream: &mut Streaming<WatchResponse>, timeout: Duration) -> WatchResponse {
+    tokio::time::timeout(timeout, stream.message())
+        .await
+        .expect("a response in time")
+        .expect("the stream goes on")
+        .expect("the stream is not over")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_resumed_past_a_compaction_is_cancelled_with_the_compact_revision() {
+    let mut d = Deployment::start(&[]);
+    let upstream = voter_stream_addrs(&d);
+    d.add_learner(&upstream, &[]);
+    let mport = free_port();
+    d.start_proxy(&[
+        "--listen-metrics-addr",
+        &format!("127.0.0.1:{mport}"),
+        "--health-interval-ms",
+        "200",
+    ])
+    .await;
+    let mut c = kv(&d.proxy_endpoint()).await;
+    put(&mut c, "learners-up", "yes").await;
+    wait_value(
+        &d.learners[0].endpoint(),
+        "learners-up",
+        "yes",
+        Duration::from_secs(20),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let (_tx, mut stream, id) = watch_prefix(&d, "cmp/").await;
+    let mut last = 0;
+    for i in 0..3 {
+        last = put(&mut c, "cmp/a", &format!("v{i}")).await;
+    }
+    let mut seen = Vec::new();
+    while seen.last() != Some(&last) {
+        let r = next(&mut stream, Duration::from_secs(10)).await;
+        assert!(!r.canceled, "{r:?}");
+        seen.extend(r.events.iter().map(|e| e.kv.as_ref().unwrap().mod_revision));
+    }
+    assert_eq!(seen, vec![last - 2, last - 1, last]);
+
+    // The learner serving the watch stops answering (its connection stays up until the
+    // proxy's HTTP/2 keep-alive gives up on it). Meanwhile the watch's prefix moves on and
+    // the history it would resume from is compacted away.
+    let pid = d.learners[0].child.as_ref().unwrap().id();
+    signal(pid, "STOP");
+    put(&mut c, "cmp/b", "1").await;
+    let compact_to = put(&mut c, "cmp/b", "2").await;
+    c.compact(CompactionRequest {
+        revision: compact_to,
+        physical: false,
+    })
+    .await
+    .unwrap();
+
+    // The watch resumes (on a voter: the learner is ejected) from `last + 1`, compacted: the
+    // client gets etcd's answer, a cancel naming the compacted revision, and no event.
+    let r = next(&mut stream, Duration::from_secs(30)).await;
+    signal(pid, "CONT");
+    assert!(
+        r.canceled && r.events.is_empty(),
+        "a compacted cancel, not {r:?}; proxy log:\n{}",
+        d.proxy_log()
+    );
+    assert_eq!(r.watch_id, id);
+    assert_eq!(r.compact_revision, compact_to);
+    assert!(metric_value(mport, "mango_proxy_upstream_watch_resumes_total") >= 1);
+    // The watch is over, in the proxy too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while metric_value(mport, "mango_proxy_upstream_watches") != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream watch ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric_value(mport, "mango_proxy_client_watches"), 0);
+}
