@@ -32,7 +32,7 @@ impl Sources {
     pub fn render(&self) -> String {
         let r = self.proxy.counters();
         let w = &self.watches.counters;
-        let rows: [(&str, &str, &str, u64); 12] = [
+        let rows: [(&str, &str, &str, u64); 13] = [
             (
                 "mango_proxy_to_leader_total",
                 "counter",
@@ -86,6 +86,12 @@ impl Sources {
                 "counter",
                 "Upstream watches created again after their stream broke.",
                 w.resumes.load(Ordering::Relaxed),
+            ),
+            (
+                "mango_proxy_upstream_watch_moves_total",
+                "counter",
+                "Upstream watches moved from a voter to a learner once one was up.",
+                w.moves.load(Ordering::Relaxed),
             ),
             (
                 "mango_proxy_client_watches",

@@ -300,6 +300,16 @@ impl Proxy {
         self.pick_again(Route::Reads, tried)
     }
 
+    /// Whether `up` is one of the learners (else a voter).
+    pub fn is_learner(&self, up: &Arc<Upstream>) -> bool {
+        self.0.learners.members().iter().any(|l| Arc::ptr_eq(l, up))
+    }
+
+    /// Whether a learner is up: configured and not ejected by the health checks.
+    pub fn learner_available(&self) -> bool {
+        self.0.learners.members().iter().any(|l| !l.is_ejected())
+    }
+
     /// Failures in a row that eject an upstream.
     pub fn eject_after(&self) -> u32 {
         self.0.eject_after

@@ -6,15 +6,19 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{
-    Deployment, free_port, kv, metric_value, put, signal, voter_stream_addrs, wait_value,
+    Deployment, free_port, kv, metric_value, put, signal, voter_stream_addrs, wait_metric_at_least,
+    wait_value,
 };
+use mango_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use mango_proto::etcdserverpb::watch_client::WatchClient;
 use mango_proto::etcdserverpb::watch_request::RequestUnion;
 use mango_proto::etcdserverpb::{
-    CompactionRequest, WatchCreateRequest, WatchRequest, WatchResponse,
+    CompactionRequest, StatusRequest, WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use tokio::sync::mpsc;
 use tonic::Streaming;
@@ -133,4 +137,112 @@ async fn a_watch_resumed_past_a_compaction_is_cancelled_with_the_compact_revisio
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(metric_value(mport, "mango_proxy_client_watches"), 0);
+}
+
+/// The member id `endpoint` reports in its Status header.
+async fn member_id(endpoint: &str) -> u64 {
+    MaintenanceClient::connect(format!("http://{endpoint}"))
+        .await
+        .unwrap()
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .header
+        .unwrap()
+        .member_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_opened_while_no_learner_was_up_moves_to_one_without_gap_or_duplicate() {
+    let mut d = Deployment::start(&[]);
+    let upstream = voter_stream_addrs(&d);
+    d.add_learner(&upstream, &[]);
+    d.kill_learner(0);
+    let mport = free_port();
+    d.start_proxy(&[
+        "--listen-metrics-addr",
+        &format!("127.0.0.1:{mport}"),
+        "--health-interval-ms",
+        "200",
+    ])
+    .await;
+    // The health checks eject the learner that is down: watches go to a voter.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut voter_ids = Vec::new();
+    for v in &d.voters {
+        voter_ids.push(member_id(&v.endpoint()).await);
+    }
+    let (_tx, mut stream, _id) = watch_prefix(&d, "mv/").await;
+
+    // Writes all along: before the learner is up, while the watch moves, after.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let mut c = kv(&d.proxy_endpoint()).await;
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut revs = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                revs.push(put(&mut c, &format!("mv/{}", i % 3), &format!("v{i}")).await);
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            revs
+        })
+    };
+    // (revision, answering member) of every event the client gets.
+    let mut seen: Vec<(i64, u64)> = Vec::new();
+    while seen.len() < 10 {
+        let r = next(&mut stream, Duration::from_secs(10)).await;
+        assert!(!r.canceled, "{r:?}");
+        let member = r.header.as_ref().unwrap().member_id;
+        seen.extend(
+            r.events
+                .iter()
+                .map(|e| (e.kv.as_ref().unwrap().mod_revision, member)),
+        );
+    }
+    assert_eq!(
+        metric_value(mport, "mango_proxy_upstream_watch_moves_total"),
+        0
+    );
+    assert!(voter_ids.contains(&seen[0].1), "on a voter first: {seen:?}");
+
+    d.spawn_learner(0);
+    wait_metric_at_least(
+        mport,
+        "mango_proxy_upstream_watch_moves_total",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let learner_id = member_id(&d.learners[0].endpoint()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    let last = *written.last().unwrap();
+    while seen.last().map(|s| s.0) != Some(last) {
+        let r = next(&mut stream, Duration::from_secs(20)).await;
+        assert!(!r.canceled, "{r:?}");
+        let member = r.header.as_ref().unwrap().member_id;
+        seen.extend(
+            r.events
+                .iter()
+                .map(|e| (e.kv.as_ref().unwrap().mod_revision, member)),
+        );
+    }
+    let revs: Vec<i64> = seen.iter().map(|s| s.0).collect();
+    assert_eq!(revs, written, "no gap, no duplicate across the move");
+    assert_eq!(
+        seen.last().unwrap().1,
+        learner_id,
+        "the last events come from the learner; proxy log:\n{}",
+        d.proxy_log()
+    );
+    assert_eq!(metric_value(mport, "mango_proxy_upstream_watches"), 1);
+    assert_eq!(
+        metric_value(mport, "mango_proxy_upstream_watch_moves_total"),
+        1
+    );
 }

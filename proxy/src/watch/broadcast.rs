@@ -19,6 +19,14 @@
 //! one delivered, so members see no gap and no duplicate; if that revision was compacted
 //! meanwhile, the upstream's cancel with `compact_revision` reaches every member, as etcd's
 //! would.
+//!
+//! Watches belong on learners; a voter only stands in while none is up. An upstream watch
+//! on a voter checks every [`MOVE_CHECK`] whether a learner is up again (not ejected by
+//! the health checks) and if so moves there the same way: the voter's watch is cancelled
+//! between two responses, and the watch is created on the learner from the revision after
+//! the last one delivered (a learner still catching up holds the events back until it has
+//! them: a watch may start at a future revision), so members see no gap and no duplicate.
+//! A watch with fragments is never moved mid-way through a fragmented response.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +51,9 @@ use crate::stack::retry::is_transport;
 /// How long the upstream watch is tried again after its stream broke before its members'
 /// watches are cancelled.
 const RESUME_FOR: Duration = Duration::from_secs(15);
+
+/// How often an upstream watch on a voter looks for a learner to move to.
+const MOVE_CHECK: Duration = Duration::from_secs(1);
 
 /// What makes two client watches the same upstream watch.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -90,6 +101,8 @@ pub struct WatchCounters {
     pub upstream_creates: AtomicU64,
     /// Upstream watches created again after their stream broke.
     pub resumes: AtomicU64,
+    /// Upstream watches moved from a voter to a learner.
+    pub moves: AtomicU64,
     /// Client watches existing now.
     pub client_watches: AtomicU64,
     /// Client watches that joined an upstream watch created for another client.
@@ -322,6 +335,19 @@ impl Registry {
     }
 }
 
+/// Cancels the upstream watch `id` (if it was created) on its stream, briefly: the stream is
+/// dropped next anyway.
+async fn cancel_upstream(tx: &mpsc::Sender<WatchRequest>, id: Option<i64>) {
+    if let Some(id) = id {
+        let cancel = WatchRequest {
+            request_union: Some(RequestUnion::CancelRequest(WatchCancelRequest {
+                watch_id: id,
+            })),
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(500), tx.send(cancel)).await;
+    }
+}
+
 /// How a pass over one upstream stream ended.
 enum Ended {
     /// No member is left; the upstream watch was cancelled.
@@ -330,6 +356,9 @@ enum Ended {
     Cancelled,
     /// The stream failed; the watch may be created again.
     Broken(Status),
+    /// The watch was on a voter and a learner is up: the voter's watch was cancelled, to be
+    /// created again on a learner.
+    Moved,
 }
 
 impl Broadcast {
@@ -384,6 +413,8 @@ impl Broadcast {
                 }
             };
             let _load = up.start();
+            // Only a voter standing in for the learners looks for one to move to.
+            let may_move = !proxy.is_learner(&up);
             let (tx, rx) = mpsc::channel(16);
             let create = WatchCreateRequest {
                 start_revision: start,
@@ -411,7 +442,11 @@ impl Broadcast {
             .unwrap_or_else(|_| Err(Status::unavailable("opening the upstream watch timed out")));
             let mut resumed = false;
             let ended = match opened {
-                Ok(stream) => self.pump(stream.into_inner(), &tx, &mut resumed).await,
+                Ok(stream) => {
+                    let mover = may_move.then_some(proxy);
+                    self.pump(stream.into_inner(), &tx, &mut resumed, mover)
+                        .await
+                }
                 Err(status) => Ended::Broken(status),
             };
             if resumed {
@@ -421,6 +456,14 @@ impl Broadcast {
             }
             let status = match ended {
                 Ended::Closed | Ended::Cancelled => return,
+                Ended::Moved => {
+                    tracing::info!(upstream = %up.url, "upstream watch moving to a learner");
+                    registry.counters.moves.fetch_add(1, Ordering::Relaxed);
+                    tried.clear();
+                    broken_since = None;
+                    attempt = 0;
+                    continue;
+                }
                 Ended::Broken(status) => status,
             };
             if is_transport(&status) || status.code() == tonic::Code::Unavailable {
@@ -443,15 +486,20 @@ impl Broadcast {
     }
 
     /// Passes the upstream's responses to the members until the stream ends or no member is
-    /// left.
+    /// left, or, with `mover` (the upstream is a voter), until a learner is up to move to.
     async fn pump(
         &self,
         mut stream: Streaming<WatchResponse>,
         tx: &mpsc::Sender<WatchRequest>,
         resumed: &mut bool,
+        mover: Option<&Proxy>,
     ) -> Ended {
         let mut upstream_id: Option<i64> = None;
         let mut progress_sent = false;
+        // In the middle of a fragmented response: not a point to move at.
+        let mut mid_fragment = false;
+        let mut move_check =
+            tokio::time::interval_at(tokio::time::Instant::now() + MOVE_CHECK, MOVE_CHECK);
         // Progress requests that waited for a stream are sent on this one.
         self.wake.notify_one();
         loop {
@@ -459,6 +507,7 @@ impl Broadcast {
             tokio::select! {
                 msg = stream.message() => match msg {
                     Ok(Some(resp)) => {
+                        mid_fragment = resp.fragment;
                         if let Some(ended) = self.deliver(resp, &mut upstream_id, &mut progress_sent) {
                             return ended;
                         }
@@ -472,12 +521,7 @@ impl Broadcast {
                         (st.closed, !st.progress_waiters.is_empty())
                     };
                     if closed {
-                        if let Some(id) = upstream_id {
-                            let cancel = WatchRequest {
-                                request_union: Some(RequestUnion::CancelRequest(WatchCancelRequest { watch_id: id })),
-                            };
-                            let _ = tokio::time::timeout(Duration::from_millis(500), tx.send(cancel)).await;
-                        }
+                        cancel_upstream(tx, upstream_id).await;
                         return Ended::Closed;
                     }
                     if wanted && !progress_sent {
@@ -485,6 +529,15 @@ impl Broadcast {
                         let _ = tx.try_send(WatchRequest {
                             request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
                         });
+                    }
+                }
+                _ = move_check.tick(), if mover.is_some() => {
+                    // Between two responses, everything delivered is accounted in
+                    // `next_rev`: the learner's watch starts right after it.
+                    let learner_up = mover.is_some_and(Proxy::learner_available);
+                    if learner_up && upstream_id.is_some() && !mid_fragment {
+                        cancel_upstream(tx, upstream_id).await;
+                        return Ended::Moved;
                     }
                 }
             }
