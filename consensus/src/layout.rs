@@ -18,6 +18,9 @@ pub(crate) const CONF_STATE_KEY: &[u8] = b"raft.conf_state";
 /// Key of the metadata of the last snapshot applied to the group
 /// ([`raft::eraftpb::SnapshotMetadata`]), protobuf-encoded.
 pub(crate) const SNAPSHOT_META_KEY: &[u8] = b"raft.snapshot_meta";
+/// Key of how many times a node has started the group, 8 bytes big-endian (see
+/// [`LogStore::next_boot`](crate::LogStore::next_boot)).
+pub(crate) const BOOTS_KEY: &[u8] = b"node.boots";
 /// Key of the group's [`TruncatedState`], 16 bytes.
 pub(crate) const TRUNCATED_KEY: &[u8] = b"raft.truncated";
 

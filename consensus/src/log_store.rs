@@ -10,7 +10,7 @@ use raft_engine::{Command, Engine, LogBatch};
 use crate::config::LogStoreConfig;
 use crate::error::LogStoreError;
 use crate::group_storage::GroupStorage;
-use crate::layout::{TRUNCATED_KEY, TruncatedState};
+use crate::layout::{BOOTS_KEY, TRUNCATED_KEY, TruncatedState};
 use crate::shared::Shared;
 use crate::staging::stage;
 use crate::write_batch::{Op, WriteBatch};
@@ -172,6 +172,26 @@ impl LogStore {
         self.shared
             .update_terms(group, |terms| terms.trim_below(index));
         Ok(())
+    }
+
+    /// Counts one more start of `group` on this node, durably, and returns the new count
+    /// (1 on the first start). The Raft loop numbers its proposals and reads from it, so a
+    /// proposal of an earlier run that commits after a restart can never be taken for one
+    /// of this run's.
+    pub fn next_boot(&self, group: u64) -> Result<u64, LogStoreError> {
+        let _writer = self.shared.lock_writes();
+        let boots = self
+            .shared
+            .engine
+            .get(group, BOOTS_KEY)
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0)
+            + 1;
+        let mut batch = LogBatch::default();
+        batch.put(group, BOOTS_KEY.to_vec(), boots.to_be_bytes().to_vec())?;
+        self.shared.engine.write(&mut batch, true)?;
+        Ok(boots)
     }
 
     /// Lets raft-engine purge log files whose entries are all compacted,

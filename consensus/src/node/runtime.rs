@@ -122,6 +122,8 @@ pub(crate) struct Opened<O> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) handle: RaftHandle<O>,
     rx: Receiver<Command<O>>,
+    /// Where this run's sequence numbers start (see [`LogStore::next_boot`]).
+    first_seq: u64,
 }
 
 /// Opens every group from the log (bootstrapping new ones) and makes the command queue.
@@ -134,6 +136,14 @@ pub(crate) fn open<S: StateMachine>(
     logger: &slog::Logger,
 ) -> Result<Opened<S::Output>, RaftError> {
     let err = |e: crate::LogStoreError| RaftError::Raft(e.to_string());
+    // Sequence numbers of proposals and reads carry the run in their top 24 bits, so an
+    // entry proposed before a restart (still in flight, or replayed from the log) never
+    // answers a waiter of this run that happens to have the same number.
+    let boot = match groups.iter().map(|g| g.group).min() {
+        Some(group) => log.next_boot(group).map_err(err)?,
+        None => 0,
+    };
+    let first_seq = (boot & 0xff_ffff) << 40;
     let mut shared_groups = HashMap::new();
     let mut running = BTreeMap::new();
     for boot in groups {
@@ -211,6 +221,7 @@ pub(crate) fn open<S: StateMachine>(
         shared,
         handle,
         rx,
+        first_seq,
     })
 }
 
@@ -251,7 +262,7 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
             transport,
             shared: opened.shared,
             rx: opened.rx,
-            next_seq: 1,
+            next_seq: opened.first_seq,
             logger,
         };
         runtime.publish_status();
