@@ -1,0 +1,254 @@
+//! Deterministic simulation of mango clusters: whole clusters in one process, from one seed.
+//!
+//! [`run`] builds a turmoil simulation with one host per node and one per client. Each node
+//! runs mango's own Raft loop ([`mango_consensus::node::SteppedNode`]: the same code a voter
+//! runs, with log writes and applying inline), raft-engine and mango's store on real files
+//! (in `/dev/shm` where it exists), and sends Raft messages as datagrams on turmoil's
+//! network. Clients put and get (linearizably) a few keys through random nodes. A nemesis
+//! crashes and restarts nodes, cuts one off from every other host, raises message delays,
+//! and every node drops a share of its messages. Afterwards each safety invariant is checked
+//! by its own module ([`invariants`]).
+//!
+//! Everything random comes from the seed: turmoil's network (delays, host order), the
+//! nemesis, the clients, the message drops, and raft-rs's election timeouts (through
+//! `NodeConfig::election_timeouts`). So the same seed gives the same trace, event for event
+//! ([`Report::digest`]); a failing seed is replayed with the command [`Failure`] prints.
+//!
+//! Architecture invariant: nothing here replaces mango's consensus or store code; only the
+//! network, the clock and the threads are the simulator's.
+
+pub mod client;
+pub mod invariants;
+pub mod machine;
+pub mod nemesis;
+pub mod node;
+pub mod node_thread;
+pub mod record;
+pub mod wire;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+pub use nemesis::{FaultCounts, Faults};
+
+use crate::nemesis::{LATENCY, Nemesis};
+use crate::record::Shared;
+
+/// One simulated run.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    /// Voters.
+    pub nodes: u64,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Keys the clients share.
+    pub keys: usize,
+    /// Simulated time with clients working (and faults, if any).
+    pub duration: Duration,
+    /// Simulated time after that with every fault healed and clients still working.
+    pub settle: Duration,
+    pub faults: Faults,
+    /// Raft tick, and ticks before an election.
+    pub tick: Duration,
+    pub election_ticks: usize,
+}
+
+impl SimConfig {
+    /// 3 nodes, 3 clients on 3 keys, 8 s of faults then 3 s healed.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            nodes: 3,
+            clients: 3,
+            keys: 3,
+            duration: Duration::from_secs(8),
+            settle: Duration::from_secs(3),
+            faults: Faults::all(),
+            tick: Duration::from_millis(10),
+            election_ticks: 10,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub seed: u64,
+    /// The digest of every event of the run, in order.
+    pub digest: u64,
+    /// The trace's event lines.
+    pub trace: Vec<String>,
+    /// Client operations recorded, and how many of them completed.
+    pub operations: usize,
+    pub completed: usize,
+    /// Terms that had a leader.
+    pub terms: usize,
+    /// The highest index applied anywhere, and entries applied over all nodes.
+    pub highest_applied: u64,
+    pub applied: u64,
+    /// Log snapshots compared.
+    pub log_snapshots: usize,
+    pub faults: FaultCounts,
+}
+
+/// A run that broke an invariant (or could not run).
+#[derive(Debug)]
+pub struct Failure {
+    pub seed: u64,
+    pub error: String,
+    /// The report, when the simulation itself ran to the end.
+    pub report: Option<Report>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "simulation seed {} failed: {}", self.seed, self.error)?;
+        if let Some(r) = &self.report {
+            let tail = r.trace.len().saturating_sub(40);
+            writeln!(f, "last events:")?;
+            for line in &r.trace[tail..] {
+                writeln!(f, "  {line}")?;
+            }
+        }
+        write!(
+            f,
+            "replay: MANGO_SIM_SEED={} cargo nextest run -p mango-sim --test sim replay_one_seed --run-ignored all",
+            self.seed
+        )
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// Mixes `x` into `seed` (splitmix64), so each host gets its own stream.
+fn derive(seed: u64, x: u64) -> u64 {
+    let mut z = seed ^ x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Runs one simulation and checks every invariant.
+pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
+    let fail = |error: String, report: Option<Report>| {
+        Box::new(Failure {
+            seed: config.seed,
+            error,
+            report,
+        })
+    };
+    let base = if std::path::Path::new("/dev/shm").is_dir() {
+        tempfile::Builder::new()
+            .prefix("mango-sim")
+            .tempdir_in("/dev/shm")
+    } else {
+        tempfile::Builder::new().prefix("mango-sim").tempdir()
+    }
+    .map_err(|e| fail(format!("making the data folder: {e}"), None))?;
+    let record = Shared::default();
+    let nodes: Vec<String> = (1..=config.nodes).map(|i| format!("n{i}")).collect();
+    let clients: Vec<String> = (0..config.clients).map(|i| format!("c{i}")).collect();
+    let members: Vec<(u64, String)> = (1..=config.nodes).zip(nodes.iter().cloned()).collect();
+    let end = config.duration + config.settle;
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(derive(config.seed, 0))
+        .enable_random_order()
+        .simulation_duration(end + Duration::from_secs(30))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_micros(200))
+        .max_message_latency(LATENCY)
+        .udp_capacity(1 << 14)
+        .build();
+    for (id, name) in &members {
+        let spec = node::NodeSpec {
+            id: *id,
+            members: members.clone(),
+            dir: base.path().join(name),
+            seed: derive(config.seed, 100 + id),
+            drop_rate: config.faults.drop_rate,
+            tick: config.tick,
+            election_ticks: config.election_ticks,
+            record: record.clone(),
+            boots: Arc::new(AtomicU64::new(0)),
+        };
+        sim.host(name.as_str(), move || node::run(spec.clone()));
+    }
+    let keys: Vec<Vec<u8>> = (0..config.keys)
+        .map(|k| format!("k{k}").into_bytes())
+        .collect();
+    for (i, name) in clients.iter().enumerate() {
+        let spec = client::ClientSpec {
+            index: i,
+            nodes: nodes.clone(),
+            keys: keys.clone(),
+            seed: derive(config.seed, 200 + i as u64),
+            until: end,
+            record: record.clone(),
+        };
+        sim.client(name.as_str(), client::run(spec));
+    }
+    let hosts: Vec<String> = nodes.iter().chain(&clients).cloned().collect();
+    let mut nemesis = Nemesis::new(
+        config.faults.clone(),
+        derive(config.seed, 1),
+        nodes.clone(),
+        hosts,
+        record.clone(),
+    );
+    let mut sim_error = None;
+    loop {
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => {
+                sim_error = Some(format!("the simulation failed: {e}"));
+                break;
+            }
+        }
+        let now = sim.elapsed();
+        nemesis.act(&mut sim, now, now < config.duration);
+    }
+    drop(sim);
+    if std::env::var_os("MANGO_SIM_VERBOSE").is_some() {
+        eprintln!("seed {}: simulated {:?}, checking", config.seed, end);
+    }
+    let r = record.lock();
+    let (operations, completed) = r.history.counts();
+    let report = Report {
+        seed: config.seed,
+        digest: r.digest,
+        trace: r.trace.clone(),
+        operations,
+        completed,
+        terms: r.elections.terms_with_leader(),
+        highest_applied: r.applied.highest(),
+        applied: r.applied.count,
+        log_snapshots: r.logs.len(),
+        faults: nemesis.counts.clone(),
+    };
+    let checks = [
+        r.elections.check(),
+        r.logs.check(),
+        r.applied.check(),
+        r.history.check(),
+    ];
+    drop(r);
+    if let Some(e) = sim_error {
+        return Err(fail(e, Some(report)));
+    }
+    for c in checks {
+        if let Err(e) = c {
+            return Err(fail(e, Some(report)));
+        }
+    }
+    if report.completed == 0 {
+        return Err(fail(
+            "no client operation completed: the cluster never made progress".into(),
+            Some(report),
+        ));
+    }
+    Ok(report)
+}

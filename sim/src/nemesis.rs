@@ -1,0 +1,183 @@
+//! The nemesis: faults injected between simulation steps, chosen by the run's seed. At most
+//! one crash and one partition at a time; each fault is healed after a while, and all are
+//! healed for the run's last phase so the invariants also see a cluster that recovered.
+
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::record::Shared;
+
+/// Which faults a run injects.
+#[derive(Clone, Debug)]
+pub struct Faults {
+    /// kill -9 and restart of a node.
+    pub crash: bool,
+    /// A node cut off from every other host (clients too).
+    pub partition: bool,
+    /// Message delays raised on every link for a while.
+    pub delay: bool,
+    /// The share of Raft messages each node drops (always on when > 0).
+    pub drop_rate: f64,
+    /// Mean time between faults.
+    pub every: Duration,
+}
+
+impl Faults {
+    /// No faults at all.
+    pub fn none() -> Self {
+        Self {
+            crash: false,
+            partition: false,
+            delay: false,
+            drop_rate: 0.0,
+            every: Duration::from_secs(1),
+        }
+    }
+
+    /// Every kind of fault.
+    pub fn all() -> Self {
+        Self {
+            crash: true,
+            partition: true,
+            delay: true,
+            drop_rate: 0.01,
+            every: Duration::from_millis(700),
+        }
+    }
+}
+
+/// How many faults of each kind a run injected.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    pub crashes: u32,
+    pub partitions: u32,
+    pub delays: u32,
+}
+
+pub(crate) struct Nemesis {
+    faults: Faults,
+    rng: SmallRng,
+    nodes: Vec<String>,
+    /// Every host (nodes and clients), for cutting a node off from all of them.
+    hosts: Vec<String>,
+    next_at: Duration,
+    crashed: Option<(String, Duration)>,
+    partitioned: Option<(String, Duration)>,
+    delayed_until: Option<Duration>,
+    pub counts: FaultCounts,
+    record: Shared,
+}
+
+/// The normal message latency, and the raised one.
+pub(crate) const LATENCY: Duration = Duration::from_millis(2);
+const SLOW_LATENCY: Duration = Duration::from_millis(60);
+
+impl Nemesis {
+    pub fn new(
+        faults: Faults,
+        seed: u64,
+        nodes: Vec<String>,
+        hosts: Vec<String>,
+        record: Shared,
+    ) -> Self {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let next_at = jitter(&mut rng, faults.every);
+        Self {
+            faults,
+            rng,
+            nodes,
+            hosts,
+            next_at,
+            crashed: None,
+            partitioned: None,
+            delayed_until: None,
+            counts: FaultCounts::default(),
+            record,
+        }
+    }
+
+    /// Called after every step at simulated time `now`; `active` is false once faults must
+    /// stop (everything is healed then).
+    pub fn act(&mut self, sim: &mut turmoil::Sim<'_>, now: Duration, active: bool) {
+        let ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+        if let Some((node, until)) = self.crashed.clone()
+            && (now >= until || !active)
+        {
+            sim.bounce(node.as_str());
+            self.record.event_at(ms, format!("nemesis: restart {node}"));
+            self.crashed = None;
+        }
+        if let Some((node, until)) = self.partitioned.clone()
+            && (now >= until || !active)
+        {
+            for h in self.hosts.iter().filter(|h| **h != node) {
+                sim.repair(node.as_str(), h.as_str());
+            }
+            self.record.event_at(ms, format!("nemesis: heal {node}"));
+            self.partitioned = None;
+        }
+        if let Some(until) = self.delayed_until
+            && (now >= until || !active)
+        {
+            sim.set_max_message_latency(LATENCY);
+            self.record
+                .event_at(ms, "nemesis: latency back to normal".into());
+            self.delayed_until = None;
+        }
+        if !active || now < self.next_at {
+            return;
+        }
+        self.next_at = now + jitter(&mut self.rng, self.faults.every);
+        let mut kinds = Vec::new();
+        if self.faults.crash && self.crashed.is_none() {
+            kinds.push(0);
+        }
+        if self.faults.partition && self.partitioned.is_none() {
+            kinds.push(1);
+        }
+        if self.faults.delay && self.delayed_until.is_none() {
+            kinds.push(2);
+        }
+        if kinds.is_empty() {
+            return;
+        }
+        let kind = kinds[self.rng.random_range(0..kinds.len())];
+        let node = self.nodes[self.rng.random_range(0..self.nodes.len())].clone();
+        let lasts = Duration::from_millis(self.rng.random_range(100..2_000));
+        match kind {
+            0 => {
+                sim.crash(node.as_str());
+                self.record
+                    .event_at(ms, format!("nemesis: crash {node} for {lasts:?}"));
+                self.crashed = Some((node, now + lasts));
+                self.counts.crashes += 1;
+            }
+            1 => {
+                for h in self.hosts.iter().filter(|h| **h != node) {
+                    sim.partition(node.as_str(), h.as_str());
+                }
+                self.record
+                    .event_at(ms, format!("nemesis: partition {node} for {lasts:?}"));
+                self.partitioned = Some((node, now + lasts));
+                self.counts.partitions += 1;
+            }
+            _ => {
+                sim.set_max_message_latency(SLOW_LATENCY);
+                self.record.event_at(
+                    ms,
+                    format!("nemesis: latency up to {SLOW_LATENCY:?} for {lasts:?}"),
+                );
+                self.delayed_until = Some(now + lasts);
+                self.counts.delays += 1;
+            }
+        }
+    }
+}
+
+/// Between half and one and a half times `mean`.
+fn jitter(rng: &mut SmallRng, mean: Duration) -> Duration {
+    let ms = u64::try_from(mean.as_millis()).unwrap_or(1).max(2);
+    Duration::from_millis(rng.random_range(ms / 2..ms + ms / 2))
+}

@@ -1,0 +1,304 @@
+//! One simulated node: mango's Raft loop ([`SteppedNode`]) over raft-engine and the store on
+//! real files, stepped at simulated instants, its messages sent as datagrams on turmoil's
+//! network, and a small client protocol (put, linearizable get) served over the same socket.
+//!
+//! A crash drops the host's runtime and so everything in it, as kill -9 drops a process (the
+//! files keep what was written to them; the store's unsynced batches are lost, as on a
+//! voter, and replayed from the Raft log); a restart opens the same files again.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mango_consensus::node::{ElectionTimeouts, NodeConfig, RaftHandle, Transport};
+use mango_proto::etcdserverpb::{PutRequest, RangeRequest};
+use mango_proto::mangopb::{RaftRequest, raft_request};
+use mango_store::backend::redb::RedbBackend;
+use mango_store::{Response, Store};
+use prost::Message as _;
+use raft::eraftpb::Message;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::mpsc;
+use turmoil::net::UdpSocket;
+
+use crate::machine::Output;
+use crate::node_thread::{NodeThread, Start};
+use crate::record::{Shared, now_ms};
+use crate::wire::{Answer, Datagram, PORT, Request};
+
+/// How long a node works on a client request before answering that it failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_000);
+
+/// How often a node records a snapshot of its log for the log-matching invariant.
+const LOG_SNAPSHOT_EVERY: Duration = Duration::from_millis(1_000);
+
+/// What a simulated node is.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    /// Raft id (1..=n).
+    pub id: u64,
+    /// Every node's (id, host name), this one included.
+    pub members: Vec<(u64, String)>,
+    /// Where its files are; kept across restarts.
+    pub dir: PathBuf,
+    /// Its seed (the run's seed mixed with its id).
+    pub seed: u64,
+    /// The share of outgoing Raft messages dropped.
+    pub drop_rate: f64,
+    /// Raft tick.
+    pub tick: Duration,
+    /// Ticks before an election.
+    pub election_ticks: usize,
+    pub record: Shared,
+    /// How many times it has started (each start draws from its own RNG stream).
+    pub boots: Arc<AtomicU64>,
+}
+
+/// Sends Raft messages to the node's socket task.
+struct SimTransport {
+    me: u64,
+    out: mpsc::UnboundedSender<(u64, Vec<u8>)>,
+}
+
+impl Transport for SimTransport {
+    fn send(&mut self, group: u64, msgs: Vec<Message>) {
+        for m in msgs {
+            let to = m.to;
+            let datagram = Datagram::Raft {
+                from: self.me,
+                group,
+                message: Box::new(m),
+            };
+            let _ = self.out.send((to, datagram.encode()));
+        }
+    }
+}
+
+/// The node's software: runs until the host crashes (or the Raft loop fails, which fails the
+/// simulation).
+pub async fn run(spec: NodeSpec) -> turmoil::Result {
+    let boot = spec.boots.fetch_add(1, Ordering::SeqCst);
+    let id = spec.id;
+    let mut rng = SmallRng::seed_from_u64(spec.seed ^ boot.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let timeouts = Arc::new(Mutex::new(SmallRng::seed_from_u64(rng.random())));
+    let config = NodeConfig {
+        id,
+        tick: spec.tick,
+        election_ticks: spec.election_ticks,
+        max_size_per_msg: 64 << 10,
+        election_timeouts: Some(ElectionTimeouts(Arc::new(move |lo, hi| {
+            let mut r = timeouts.lock().unwrap_or_else(|p| p.into_inner());
+            r.random_range(lo..hi)
+        }))),
+        ..Default::default()
+    };
+    let voters = spec.members.iter().map(|(id, _)| *id).collect();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel();
+    let (mut node, handle, store) = NodeThread::start(Start {
+        id,
+        dir: spec.dir.clone(),
+        config,
+        voters,
+        transport: SimTransport {
+            me: id,
+            out: out_tx,
+        },
+        record: spec.record.clone(),
+        logger: logger(id),
+        now: tokio::time::Instant::now().into_std(),
+    })?;
+    spec.record.event(format!("n{id} started (boot {boot})"));
+    let sock =
+        Rc::new(UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT)).await?);
+    let peers: BTreeMap<u64, SocketAddr> = spec
+        .members
+        .iter()
+        .map(|(id, name)| (*id, SocketAddr::new(turmoil::lookup(name.as_str()), PORT)))
+        .collect();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut next_snapshot = tokio::time::Instant::now() + LOG_SNAPSHOT_EVERY;
+    let mut last_leader = (0, 0);
+    loop {
+        while let Ok((n, from)) = sock.try_recv_from(&mut buf) {
+            match Datagram::decode(&buf[..n]) {
+                Some(Datagram::Raft { group, message, .. }) => {
+                    if std::env::var_os("MANGO_SIM_RAFT_LOG").is_some() {
+                        eprintln!(
+                            "{:>8} n{id} recv {:?} from {} index {} log_term {} entries {:?} commit {}",
+                            now_ms(),
+                            message.get_msg_type(),
+                            message.from,
+                            message.index,
+                            message.log_term,
+                            message
+                                .entries
+                                .iter()
+                                .map(|e| (e.index, e.term))
+                                .collect::<Vec<_>>(),
+                            message.commit
+                        );
+                    }
+                    let _ = handle.step(group, *message);
+                }
+                Some(Datagram::Request { id: rid, request }) => {
+                    let (handle, store, sock) = (handle.clone(), store.clone(), sock.clone());
+                    tokio::task::spawn_local(async move {
+                        let answer = match tokio::time::timeout(
+                            REQUEST_TIMEOUT,
+                            serve(&handle, &store, request),
+                        )
+                        .await
+                        {
+                            Ok(a) => a,
+                            Err(_) => Answer::Failed("timed out".into()),
+                        };
+                        let _ =
+                            sock.try_send_to(&Datagram::Answer { id: rid, answer }.encode(), from);
+                    });
+                }
+                _ => {}
+            }
+        }
+        if !node.step(tokio::time::Instant::now().into_std())? {
+            return Ok(());
+        }
+        while let Ok((to, bytes)) = out_rx.try_recv() {
+            if spec.drop_rate > 0.0 && rng.random_bool(spec.drop_rate) {
+                continue;
+            }
+            if let Some(addr) = peers.get(&to) {
+                let _ = sock.try_send_to(&bytes, *addr);
+            }
+        }
+        if let Ok(status) = handle.status(0)
+            && status.leader == id
+            && (status.term, id) != last_leader
+        {
+            last_leader = (status.term, id);
+            let news = spec.record.lock().elections.observe(status.term, id);
+            if news {
+                spec.record
+                    .event(format!("n{id} leads term {}", status.term));
+            }
+        }
+        if tokio::time::Instant::now() >= next_snapshot {
+            next_snapshot += LOG_SNAPSHOT_EVERY;
+            if let Some(snapshot) = node.log_snapshot(now_ms()) {
+                spec.record.lock().logs.observe(snapshot);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Answers one client request: a put through Raft, a get after a ReadIndex.
+async fn serve(
+    handle: &RaftHandle<Output>,
+    store: &Store<RedbBackend>,
+    request: Request,
+) -> Answer {
+    match request {
+        Request::Put { key, value } => {
+            if std::env::var_os("MANGO_SIM_RAFT_LOG").is_some() {
+                eprintln!(
+                    "{:>8} n{} serve put {}",
+                    now_ms(),
+                    handle.id(),
+                    String::from_utf8_lossy(&value)
+                );
+            }
+            let data = RaftRequest {
+                id: 0,
+                request: Some(raft_request::Request::Put(PutRequest {
+                    key,
+                    value,
+                    ..Default::default()
+                })),
+            }
+            .encode_to_vec();
+            match handle.propose(0, data).await {
+                Ok(Ok(Response::Put(p))) => Answer::Put {
+                    revision: p.header.map(|h| h.revision).unwrap_or(0),
+                },
+                Ok(Ok(other)) => Answer::Failed(format!("a put answered {other:?}")),
+                Ok(Err(e)) => Answer::Failed(e.to_string()),
+                Err(e) => Answer::Failed(e.to_string()),
+            }
+        }
+        Request::Get { key } => {
+            let index = match handle.read_index(0).await {
+                Ok(i) => i,
+                Err(e) => return Answer::Failed(e.to_string()),
+            };
+            if let Err(e) = handle.wait_applied(0, index).await {
+                return Answer::Failed(e.to_string());
+            }
+            let view = match store.read(0) {
+                Ok(v) => v,
+                Err(e) => return Answer::Failed(e.to_string()),
+            };
+            match view.range(&RangeRequest {
+                key,
+                ..Default::default()
+            }) {
+                Ok(r) => Answer::Get {
+                    value: r.kvs.first().map(|kv| kv.value.clone()),
+                    revision: r.header.map(|h| h.revision).unwrap_or(0),
+                },
+                Err(e) => Answer::Failed(e.to_string()),
+            }
+        }
+    }
+}
+
+/// raft-rs's log lines on standard error, prefixed with the node and simulated time (for
+/// replaying a seed with `MANGO_SIM_RAFT_LOG=1`).
+struct StderrDrain(u64);
+
+impl slog::Drain for StderrDrain {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(
+        &self,
+        record: &slog::Record<'_>,
+        values: &slog::OwnedKVList,
+    ) -> Result<(), slog::Never> {
+        struct Line(String);
+        impl slog::Serializer for Line {
+            fn emit_arguments(
+                &mut self,
+                key: slog::Key,
+                val: &std::fmt::Arguments<'_>,
+            ) -> slog::Result {
+                self.0.push_str(&format!(" {key}={val}"));
+                Ok(())
+            }
+        }
+        let mut line = Line(String::new());
+        let _ = slog::KV::serialize(&record.kv(), record, &mut line);
+        let _ = slog::KV::serialize(values, record, &mut line);
+        eprintln!(
+            "{:>8} n{} {} {}{}",
+            now_ms(),
+            self.0,
+            record.level().as_short_str(),
+            record.msg(),
+            line.0
+        );
+        Ok(())
+    }
+}
+
+fn logger(node: u64) -> slog::Logger {
+    if std::env::var_os("MANGO_SIM_RAFT_LOG").is_some() {
+        slog::Logger::root(slog::Fuse(StderrDrain(node)), slog::o!())
+    } else {
+        slog::Logger::root(slog::Discard, slog::o!())
+    }
+}

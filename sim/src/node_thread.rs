@@ -1,0 +1,226 @@
+//! The OS thread a simulated node's Raft loop runs on, in lock-step with the simulation.
+//!
+//! raft-engine caches the last block it read in a thread-local, keyed by file and offset:
+//! several engines read on one thread would serve each other's blocks (seed 37 found it: an
+//! entry of one node read back as another's). So each simulated node owns a thread, as it
+//! would own a process, and everything that touches its engine runs there. The host's task
+//! hands it one piece of work at a time and waits for the answer, so only one thread ever
+//! runs at once and the run stays deterministic.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use mango_consensus::node::{GroupBootstrap, NodeConfig, RaftHandle, Transport, start_stepped};
+use mango_consensus::{LogStore, LogStoreConfig};
+use mango_store::backend::redb::RedbBackend;
+use mango_store::{Store, StoreOptions};
+
+use crate::invariants::digest;
+use crate::invariants::log_matching::LogSnapshot;
+use crate::machine::{Output, SimMachine};
+use crate::record::Shared;
+
+enum Work {
+    Step(Instant, mpsc::SyncSender<Result<bool, String>>),
+    Snapshot(u64, mpsc::SyncSender<Option<LogSnapshot>>),
+}
+
+/// What the node's thread needs to start.
+pub struct Start<T> {
+    pub id: u64,
+    pub dir: std::path::PathBuf,
+    pub config: NodeConfig,
+    pub voters: Vec<u64>,
+    pub transport: T,
+    pub record: Shared,
+    pub logger: slog::Logger,
+    pub now: Instant,
+}
+
+/// The node's thread; dropping it stops the node and waits for the thread to end, so the
+/// files are closed before a restart opens them again.
+pub struct NodeThread {
+    work: Option<mpsc::Sender<Work>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A started node: its thread, its Raft handle and its store (for reads).
+pub type Running = (NodeThread, RaftHandle<Output>, Arc<Store<RedbBackend>>);
+
+/// The simulated clock in milliseconds, for log lines written on node threads.
+pub static CLOCK_MS: AtomicU64 = AtomicU64::new(0);
+
+impl NodeThread {
+    /// Opens the node's log and store and starts its Raft loop on a new thread.
+    pub fn start<T: Transport>(start: Start<T>) -> Result<Running, String> {
+        let (work_tx, work_rx) = mpsc::channel::<Work>();
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name(format!("sim-n{}", start.id))
+            .spawn(move || {
+                let opened = open(start);
+                let (mut node, log, handle, store) = match opened {
+                    Ok(parts) => parts,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok((handle, store)));
+                while let Ok(work) = work_rx.recv() {
+                    match work {
+                        Work::Step(now, reply) => {
+                            let _ = reply.send(node.step(now));
+                        }
+                        Work::Snapshot(at_ms, reply) => {
+                            let _ = reply.send(log_snapshot(node_id(&log), at_ms, &log));
+                        }
+                    }
+                }
+                drop(node);
+            })
+            .map_err(|e| format!("spawning a node thread: {e}"))?;
+        let (handle, store) = ready_rx
+            .recv()
+            .map_err(|_| "the node thread ended while starting".to_string())??;
+        Ok((
+            Self {
+                work: Some(work_tx),
+                thread: Some(thread),
+            },
+            handle,
+            store,
+        ))
+    }
+
+    /// One step of the Raft loop at `now` (see `SteppedNode::step`).
+    pub fn step(&mut self, now: Instant) -> Result<bool, String> {
+        CLOCK_MS.store(crate::record::now_ms(), Ordering::Relaxed);
+        let (tx, rx) = mpsc::sync_channel(1);
+        let answer = match self.send(Work::Step(now, tx)) {
+            Ok(()) => rx.recv().ok(),
+            Err(_) => None,
+        };
+        match answer {
+            Some(result) => result,
+            None => Err(self.why_ended()),
+        }
+    }
+
+    /// Why the thread ended: its panic message, if it panicked (raft-rs panics on broken
+    /// invariants, such as a commit index beyond the log).
+    fn why_ended(&mut self) -> String {
+        self.work.take();
+        let Some(thread) = self.thread.take() else {
+            return "the node thread ended".into();
+        };
+        match thread.join() {
+            Ok(()) => "the node thread ended".into(),
+            Err(panic) => {
+                let text = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                format!("the node panicked: {text}")
+            }
+        }
+    }
+
+    /// The node's Raft log as (index, term, digest).
+    pub fn log_snapshot(&self, at_ms: u64) -> Option<LogSnapshot> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Work::Snapshot(at_ms, tx)).ok()?;
+        rx.recv().ok()?
+    }
+
+    fn send(&self, work: Work) -> Result<(), String> {
+        self.work
+            .as_ref()
+            .ok_or_else(|| "the node stopped".to_string())?
+            .send(work)
+            .map_err(|_| "the node thread ended".to_string())
+    }
+}
+
+impl Drop for NodeThread {
+    fn drop(&mut self) {
+        self.work.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+type Opened<T> = (
+    mango_consensus::node::SteppedNode<SimMachine, T>,
+    (u64, LogStore),
+    RaftHandle<Output>,
+    Arc<Store<RedbBackend>>,
+);
+
+fn node_id(log: &(u64, LogStore)) -> u64 {
+    log.0
+}
+
+fn open<T: Transport>(start: Start<T>) -> Result<Opened<T>, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    std::fs::create_dir_all(&start.dir).map_err(|e| err(&e))?;
+    let log = LogStore::open(LogStoreConfig {
+        recovery_threads: 1,
+        ..LogStoreConfig::new(start.dir.join("log"))
+    })
+    .map_err(|e| err(&e))?;
+    // As on a voter: applied batches are not synced; the Raft log replays what a crash lost.
+    let store = Arc::new(
+        Store::open_path(
+            start.dir.join("store.redb"),
+            StoreOptions {
+                durable_apply: false,
+            },
+        )
+        .map_err(|e| err(&e))?,
+    );
+    let machine = SimMachine {
+        node: start.id,
+        store: store.clone(),
+        record: start.record,
+    };
+    let transport = start.transport;
+    let (handle, node) = start_stepped(
+        start.config,
+        log.clone(),
+        vec![GroupBootstrap {
+            group: 0,
+            initial_voters: start.voters,
+        }],
+        machine,
+        |_| transport,
+        None,
+        start.logger,
+        start.now,
+    )
+    .map_err(|e| err(&e))?;
+    Ok((node, (start.id, log), handle, store))
+}
+
+fn log_snapshot(node: u64, at_ms: u64, log: &(u64, LogStore)) -> Option<LogSnapshot> {
+    let storage = log.1.group_storage(0);
+    let (first, last) = (storage.first_index().ok()?, storage.last_index().ok()?);
+    let entries = if last >= first {
+        storage.entries(first, last + 1, None).ok()?
+    } else {
+        Vec::new()
+    };
+    Some(LogSnapshot {
+        node,
+        at_ms,
+        entries: entries
+            .iter()
+            .map(|e| (e.index, e.term, digest(&e.data)))
+            .collect(),
+    })
+}
