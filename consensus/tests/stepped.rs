@@ -14,9 +14,12 @@ use mango_consensus::node::{
 };
 use mango_consensus::{LogStore, LogStoreConfig};
 
-/// Every applied entry's (index, context, data), shared with the test.
+/// An applied entry's (index, context, data).
+type Record = (u64, Vec<u8>, Vec<u8>);
+
+/// Every applied entry, shared with the test.
 #[derive(Clone, Default)]
-struct Applied(Arc<Mutex<Vec<(u64, Vec<u8>, Vec<u8>)>>>);
+struct Applied(Arc<Mutex<Vec<Record>>>);
 
 impl StateMachine for Applied {
     type Output = u64;

@@ -24,6 +24,9 @@ pub struct SteppedNode<S: StateMachine, T: Transport> {
     stopped: bool,
 }
 
+/// A stepped node and the handle that reaches it.
+pub type Started<S, T> = (RaftHandle<<S as StateMachine>::Output>, SteppedNode<S, T>);
+
 /// Opens the node's groups like [`start`](super::start), but runs nothing: the caller calls
 /// [`SteppedNode::step`]. `now` is the caller's clock at start (the first tick is one tick
 /// later).
@@ -37,7 +40,7 @@ pub fn start_stepped<S: StateMachine, T: Transport>(
     provider: Option<Arc<dyn SnapshotProvider>>,
     logger: slog::Logger,
     now: Instant,
-) -> Result<(RaftHandle<S::Output>, SteppedNode<S, T>), RaftError> {
+) -> Result<Started<S, T>, RaftError> {
     let opened = open(&config, &log, groups, &sm, provider, &logger)?;
     let handle = opened.handle.clone();
     let exec = Exec::Inline {
