@@ -4,7 +4,8 @@
 //! Lease keep-alive streams, membership, maintenance, lock and election calls go to the
 //! leader; what only reads (MemberList, Status, hashes, TimeToLive, Leader) is retried like a read,
 //! the rest like a write. Lock and Campaign block until granted, so they are bounded by the
-//! client's deadline, not the proxy's request timeout.
+//! client's deadline, not the proxy's request timeout, and counted by the stream limit, not
+//! the unary one (see [`crate::stack::limit`]).
 
 use mango_proto::etcdserverpb::cluster_client::ClusterClient;
 use mango_proto::etcdserverpb::cluster_server::Cluster;

@@ -3,7 +3,7 @@
 //! A leader-bound attempt with no leader known first waits for a lookup (up to 3 s, or the
 //! deadline) rather than go through a follower. The upstream is the leader, or for reads the
 //! less loaded of two learners (the voters if none is up), skipping those already tried
-//! ([`Proxy::pick_again`]). A success readmits the upstream; a transport error counts
+//! (`Proxy::pick_again`). A success readmits the upstream; a transport error counts
 //! towards ejecting it. Whether to try again is the retry layer's business.
 
 use std::future::Future;

@@ -21,7 +21,7 @@
 //! would.
 //!
 //! Watches belong on learners; a voter only stands in while none is up. An upstream watch
-//! on a voter checks every [`MOVE_CHECK`] whether a learner is up again (not ejected by
+//! on a voter checks every `MOVE_CHECK` (1 s) whether a learner is up again (not ejected by
 //! the health checks) and if so moves there the same way: the voter's watch is cancelled
 //! between two responses, and the watch is created on the learner from the revision after
 //! the last one delivered (a learner still catching up holds the events back until it has
