@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use mango_checker::{Operation, check_register};
+use mango_checker::{Operation, check_register, prune_unobserved_unknown_writes};
 
 /// Every operation, by key.
 #[derive(Debug, Default)]
@@ -32,7 +32,7 @@ impl History {
 
     pub fn check(&self) -> Result<(), String> {
         for (key, ops) in &self.by_key {
-            let ops = without_unobserved_unknown_writes(ops);
+            let ops = prune_unobserved_unknown_writes(ops);
             if let Err(v) = check_register(&ops, &None) {
                 let stuck = &ops[v.stuck_at];
                 return Err(format!(
@@ -45,29 +45,6 @@ impl History {
         }
         Ok(())
     }
-}
-
-/// Drops the writes with an unknown outcome whose value no read observed. Every client
-/// writes values of its own (`c<client>-<n>`), so values are unique, and then such a write
-/// changes nothing: a linearization of the rest is one of the whole (the write never took
-/// effect), and in a linearization of the whole it took effect only where no read saw it,
-/// so leaving it out keeps every read right. Without this, each unknown write stays open to
-/// the end of the history and the search grows exponentially with their number.
-fn without_unobserved_unknown_writes(ops: &[Operation]) -> Vec<Operation> {
-    let read: std::collections::BTreeSet<&Option<Vec<u8>>> = ops
-        .iter()
-        .filter_map(|o| match &o.op {
-            mango_checker::Op::Read(v) => Some(v),
-            mango_checker::Op::Write(_) => None,
-        })
-        .collect();
-    ops.iter()
-        .filter(|o| match &o.op {
-            mango_checker::Op::Write(v) => o.ret.is_some() || read.contains(v),
-            mango_checker::Op::Read(_) => true,
-        })
-        .cloned()
-        .collect()
 }
 
 #[cfg(test)]
