@@ -5,6 +5,7 @@
 
 pub mod etcd;
 pub mod netfault;
+pub mod netns;
 pub mod proxy;
 
 use std::net::TcpListener;
@@ -51,6 +52,8 @@ pub struct Cluster {
     pub token: String,
     /// Extra flags for every voter.
     pub extra: Vec<String>,
+    /// The network namespace each voter runs in (empty: the test's own).
+    pub netns: Vec<String>,
 }
 
 pub fn voter_bin() -> &'static str {
@@ -68,19 +71,43 @@ impl Cluster {
         Self::start_hosts(n, extra, false)
     }
 
+    /// Starts one voter on each host of `net`, each in its own network namespace.
+    pub fn start_in(net: &netns::Netns, extra: &[&str]) -> Self {
+        let mut cluster = Self::build(net.hosts.len(), extra, |i| net.hosts[i].clone());
+        cluster.netns = net.names.clone();
+        cluster.start_all();
+        cluster
+    }
+
     /// Starts `n` voters, each on its own loopback address (127.0.0.2, .3, ...) when
     /// `own_hosts`, else all on 127.0.0.1.
     pub fn start_hosts(n: usize, extra: &[&str], own_hosts: bool) -> Self {
+        let mut cluster = Self::build(n, extra, |i| {
+            if own_hosts {
+                format!("127.0.0.{}", i + 2)
+            } else {
+                "127.0.0.1".into()
+            }
+        });
+        cluster.start_all();
+        cluster
+    }
+
+    fn start_all(&mut self) {
+        for i in 0..self.voters.len() {
+            self.spawn(i, "new");
+        }
+        self.wait_leader(Duration::from_secs(20));
+    }
+
+    /// The cluster's voters on `host(i)`, none started.
+    fn build(n: usize, extra: &[&str], host: impl Fn(usize) -> String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let voters = (0..n)
             .map(|i| {
                 let name = format!("v{}", i + 1);
                 Voter {
-                    host: if own_hosts {
-                        format!("127.0.0.{}", i + 2)
-                    } else {
-                        "127.0.0.1".into()
-                    },
+                    host: host(i),
                     data_dir: dir.path().join(&name),
                     log: dir.path().join(format!("{name}.log")),
                     name,
@@ -90,17 +117,13 @@ impl Cluster {
                 }
             })
             .collect();
-        let mut cluster = Cluster {
+        Cluster {
             dir,
             voters,
             token: "test-token".into(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        for i in 0..n {
-            cluster.spawn(i, "new");
+            netns: Vec::new(),
         }
-        cluster.wait_leader(Duration::from_secs(20));
-        cluster
     }
 
     fn initial_cluster(&self) -> String {
@@ -120,7 +143,15 @@ impl Cluster {
             .append(true)
             .open(&v.log)
             .unwrap();
-        let child = Command::new(voter_bin())
+        let mut command = match self.netns.get(i) {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, voter_bin()]);
+                c
+            }
+            None => Command::new(voter_bin()),
+        };
+        let child = command
             .args(["--name", &v.name])
             .arg("--data-dir")
             .arg(&v.data_dir)
