@@ -1,11 +1,12 @@
 //! Jepsen-style: concurrent clients over real gRPC record a history of puts and linearizable
-//! gets on a few keys, and two watchers follow every change, while a nemesis kills -9 the leader and restarts it, pauses a follower
-//! (SIGSTOP/SIGCONT) and cuts the leader off from its peers (iptables on per-voter loopback
-//! addresses); afterwards every key's history must be linearizable (mango-checker), and each
-//! watcher (resuming on another member after any failure) must have seen exactly the history
-//! of revisions a fresh watch from revision 1 reports: ordered, no gap, no duplicate. Writes
-//! whose outcome the client never learned are kept as unknown (they may have taken effect,
-//! late, or not at all); failed reads are dropped (they had no effect).
+//! gets on a few keys, and two watchers follow every change, while a nemesis kills -9 the
+//! leader and restarts it, pauses a follower (SIGSTOP/SIGCONT) and cuts the leader off from
+//! its peers (each voter runs in its own network namespace; the cut is a firewall inside the
+//! leader's, so clients still reach it); afterwards every key's history must be linearizable
+//! (mango-checker), and each watcher (resuming on another member after any failure) must have
+//! seen exactly the history of revisions a fresh watch from revision 1 reports: ordered, no
+//! gap, no duplicate. Writes whose outcome the client never learned are kept as unknown (they
+//! may have taken effect, late, or not at all); failed reads are dropped (they had no effect).
 //!
 //! Bounded: `MANGO_JEPSEN_SECS` sets the run's length (default 8 s, for CI); a longer run is
 //! `MANGO_JEPSEN_SECS=120 cargo nextest run -p mango-voter --test linearizability`.
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions, WatchOptions};
 use harness::Cluster;
-use harness::netfault::Partition;
+use harness::netns::Netns;
 use mango_checker::{Op, Operation, check_register};
 
 const KEYS: usize = 4;
@@ -188,7 +189,7 @@ async fn watcher(endpoints: Vec<String>, until: Instant) -> (Events, usize) {
 
 /// The faults, spread over the run: kill -9 of the leader and its restart, a paused
 /// follower, an isolated leader. Returns the cluster (and what it did).
-fn nemesis(mut c: Cluster, secs: u64) -> (Cluster, Vec<String>) {
+fn nemesis(mut c: Cluster, net: Arc<Netns>, secs: u64) -> (Cluster, Vec<String>) {
     let mut did = Vec::new();
     let step = Duration::from_millis(secs * 1000 / 8);
     let mut rounds = 0;
@@ -217,20 +218,14 @@ fn nemesis(mut c: Cluster, secs: u64) -> (Cluster, Vec<String>) {
         std::thread::sleep(step);
         signal("-CONT");
         did.push(format!("SIGCONT {}", c.voters[follower].name));
-        // 3. isolate the leader from its peers.
-        if Partition::available() {
-            let leader = c.wait_leader(Duration::from_secs(10));
-            let peers: Vec<(String, u16)> = (0..3)
-                .filter(|&i| i != leader)
-                .map(|i| (c.voters[i].host.clone(), c.voters[i].peer_port))
-                .collect();
-            let cut =
-                Partition::isolate(&c.voters[leader].host, c.voters[leader].peer_port, &peers);
-            did.push(format!("isolate {}", c.voters[leader].name));
-            std::thread::sleep(step);
-            cut.heal();
-            did.push("heal".to_string());
-        }
+        // 3. cut the leader off from its peers (inside its network namespace; clients
+        // still reach it).
+        let leader = c.wait_leader(Duration::from_secs(10));
+        net.cut_peers(leader);
+        did.push(format!("isolate {}", c.voters[leader].name));
+        std::thread::sleep(step);
+        net.heal_peers(leader);
+        did.push("heal".to_string());
         if rounds >= 1 && secs <= 10 {
             break;
         }
@@ -241,7 +236,12 @@ fn nemesis(mut c: Cluster, secs: u64) -> (Cluster, Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_history_is_linearizable_under_kills_pauses_and_partitions() {
     let secs = run_secs();
-    let c = Cluster::start_hosts(3, &[], true);
+    assert!(
+        Netns::available(),
+        "this test needs network namespaces (root, iproute2)"
+    );
+    let net = Arc::new(Netns::create(3));
+    let c = Cluster::start_in(&net, &[]);
     let endpoints: Vec<String> = c
         .voters
         .iter()
@@ -267,7 +267,10 @@ async fn kv_history_is_linearizable_under_kills_pauses_and_partitions() {
             tokio::spawn(watcher(eps, until))
         })
         .collect();
-    let faults = tokio::task::spawn_blocking(move || nemesis(c, secs));
+    let faults = {
+        let net = net.clone();
+        tokio::task::spawn_blocking(move || nemesis(c, net, secs))
+    };
     let (mut ok, mut failed) = (0, 0);
     for t in clients {
         let (o, f) = t.await.unwrap();

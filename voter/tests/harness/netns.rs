@@ -40,7 +40,17 @@ impl Netns {
     pub fn create(n: usize) -> Self {
         let pid = std::process::id();
         let tag = format!("mg{}", pid % 100_000);
-        let subnet = format!("10.213.{}", pid % 250);
+        // A subnet no other test's bridge uses (tests run side by side).
+        let taken = Command::new("ip")
+            .args(["-o", "addr", "show"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let third = (0..250)
+            .map(|k| (pid + k) % 250)
+            .find(|x| !taken.contains(&format!("10.213.{x}.")))
+            .expect("a free test subnet");
+        let subnet = format!("10.213.{third}");
         let bridge = format!("{tag}b");
         let net = Netns {
             names: (0..n).map(|i| format!("{tag}n{i}")).collect(),
