@@ -139,8 +139,18 @@ impl LogStore {
     /// `index > last_index + 1`, or if `index - 1` is above the persisted
     /// commit index (raft-rs could not restart from that log). The caller MUST
     /// only compact entries its state machine has applied durably.
+    ///
+    /// While a Raft loop runs the group, compaction stops after the last entry that loop
+    /// has seen applied ([`LogStore::note_raft_applied`]): the state machine may be a few
+    /// entries ahead of raft-rs's applied index, and raft-rs reads the entries after that
+    /// index (when it campaigns, for one). Found by the simulator: a node compacted past
+    /// raft-rs's applied index and panicked when it next campaigned.
     pub fn compact(&self, group: u64, index: u64) -> Result<(), LogStoreError> {
         let _writer = self.shared.lock_writes();
+        let index = match self.raft_applied(group) {
+            Some(applied) => index.min(applied + 1),
+            None => index,
+        };
         let truncated = self.shared.truncated(group)?;
         if index <= truncated.index + 1 {
             return Ok(());
@@ -172,6 +182,23 @@ impl LogStore {
         self.shared
             .update_terms(group, |terms| terms.trim_below(index));
         Ok(())
+    }
+
+    /// The Raft loop running `group` has applied it up to `index` (see
+    /// [`LogStore::compact`]).
+    pub(crate) fn note_raft_applied(&self, group: u64, index: u64) {
+        if let Ok(mut m) = self.shared.raft_applied.lock() {
+            let e = m.entry(group).or_insert(index);
+            *e = (*e).max(index);
+        }
+    }
+
+    fn raft_applied(&self, group: u64) -> Option<u64> {
+        self.shared
+            .raft_applied
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&group).copied())
     }
 
     /// Counts one more start of `group` on this node, durably, and returns the new count

@@ -32,6 +32,10 @@ pub(crate) struct Shared {
     terms: RwLock<HashMap<u64, TermCache>>,
     /// Entries handed to a writer and not yet written, readable through `GroupStorage`.
     pending: Mutex<Pending>,
+    /// How far the Raft loop running a group has applied it (raft-rs's own applied index,
+    /// which trails the state machine's by the reports in flight). Compaction never passes
+    /// it: raft-rs reads the entries after it (e.g. when it campaigns).
+    pub(crate) raft_applied: Mutex<HashMap<u64, u64>>,
 }
 
 impl Shared {
@@ -50,6 +54,7 @@ impl Shared {
             write_lock: Mutex::new(()),
             terms: RwLock::new(terms),
             pending: Mutex::new(Pending::default()),
+            raft_applied: Mutex::new(HashMap::new()),
         })
     }
 

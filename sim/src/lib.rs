@@ -91,6 +91,10 @@ pub struct Report {
     pub applied: u64,
     /// Log snapshots compared.
     pub log_snapshots: usize,
+    /// Raft snapshots installed (nodes that fell behind the compacted log).
+    pub snapshots_installed: u64,
+    /// The highest first index of a Raft log seen (how far logs were compacted).
+    pub compacted_to: u64,
     pub faults: FaultCounts,
 }
 
@@ -216,6 +220,9 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
         eprintln!("seed {}: simulated {:?}, checking", config.seed, end);
     }
     let r = record.lock();
+    if std::env::var_os("MANGO_SIM_VERBOSE").is_some() {
+        r.logs.describe();
+    }
     let (operations, completed) = r.history.counts();
     let report = Report {
         seed: config.seed,
@@ -227,6 +234,8 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
         highest_applied: r.applied.highest(),
         applied: r.applied.count,
         log_snapshots: r.logs.len(),
+        snapshots_installed: r.snapshots_installed,
+        compacted_to: r.logs.highest_first_index(),
         faults: nemesis.counts.clone(),
     };
     let checks = [

@@ -14,20 +14,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mango_consensus::node::{ElectionTimeouts, NodeConfig, RaftHandle, Transport};
+use mango_consensus::node::{ElectionTimeouts, NodeConfig, RaftHandle};
 use mango_proto::etcdserverpb::{PutRequest, RangeRequest};
 use mango_proto::mangopb::{RaftRequest, raft_request};
 use mango_store::backend::redb::RedbBackend;
 use mango_store::{Response, Store};
 use prost::Message as _;
-use raft::eraftpb::Message;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use turmoil::net::UdpSocket;
 
 use crate::machine::Output;
-use crate::node_thread::{NodeThread, Start};
+use crate::node_thread::{NodeThread, Start, staging_path};
 use crate::record::{Shared, now_ms};
 use crate::wire::{Answer, Datagram, PORT, Request};
 
@@ -59,26 +58,6 @@ pub struct NodeSpec {
     pub boots: Arc<AtomicU64>,
 }
 
-/// Sends Raft messages to the node's socket task.
-struct SimTransport {
-    me: u64,
-    out: mpsc::UnboundedSender<(u64, Vec<u8>)>,
-}
-
-impl Transport for SimTransport {
-    fn send(&mut self, group: u64, msgs: Vec<Message>) {
-        for m in msgs {
-            let to = m.to;
-            let datagram = Datagram::Raft {
-                from: self.me,
-                group,
-                message: Box::new(m),
-            };
-            let _ = self.out.send((to, datagram.encode()));
-        }
-    }
-}
-
 /// The node's software: runs until the host crashes (or the Raft loop fails, which fails the
 /// simulation).
 pub async fn run(spec: NodeSpec) -> turmoil::Result {
@@ -98,16 +77,13 @@ pub async fn run(spec: NodeSpec) -> turmoil::Result {
         ..Default::default()
     };
     let voters = spec.members.iter().map(|(id, _)| *id).collect();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(u64, Vec<u8>)>();
     let (mut node, handle, store) = NodeThread::start(Start {
         id,
         dir: spec.dir.clone(),
         config,
         voters,
-        transport: SimTransport {
-            me: id,
-            out: out_tx,
-        },
+        out: out_tx,
         record: spec.record.clone(),
         logger: logger(id),
         now: tokio::time::Instant::now().into_std(),
@@ -126,6 +102,19 @@ pub async fn run(spec: NodeSpec) -> turmoil::Result {
     loop {
         while let Ok((n, from)) = sock.try_recv_from(&mut buf) {
             match Datagram::decode(&buf[..n]) {
+                Some(Datagram::Snapshot {
+                    group,
+                    message,
+                    data,
+                    ..
+                }) => {
+                    // Staged before Raft sees the message, as the voter's transport does.
+                    let index = message.get_snapshot().get_metadata().get_index();
+                    let path = staging_path(&spec.dir, group, index);
+                    if std::fs::write(&path, &data).is_ok() {
+                        let _ = handle.step(group, *message);
+                    }
+                }
                 Some(Datagram::Raft { group, message, .. }) => {
                     if std::env::var_os("MANGO_SIM_RAFT_LOG").is_some() {
                         eprintln!(

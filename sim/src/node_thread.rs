@@ -13,10 +13,19 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use std::path::{Path, PathBuf};
+
 use mango_consensus::node::{GroupBootstrap, NodeConfig, RaftHandle, Transport, start_stepped};
-use mango_consensus::{LogStore, LogStoreConfig};
+use mango_consensus::transport::{PeerUrls, SnapshotSink, SnapshotSource};
+use mango_consensus::{LogStore, LogStoreConfig, SnapshotProvider};
 use mango_store::backend::redb::RedbBackend;
 use mango_store::{Store, StoreOptions};
+use mango_voter::lessor::Lessor;
+use mango_voter::machine::{Staging, StoreMachine, StoreSnapshots};
+use raft::eraftpb::{Message, MessageType};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::wire::Datagram;
 
 use crate::invariants::digest;
 use crate::invariants::log_matching::LogSnapshot;
@@ -28,13 +37,66 @@ enum Work {
     Snapshot(u64, mpsc::SyncSender<Option<LogSnapshot>>),
 }
 
+/// Raft log entries kept between compactions, and behind the applied index after one: small,
+/// so that a node that was down for a while catches up by snapshot.
+const SNAPSHOT_COUNT: u64 = 40;
+const CATCH_UP_ENTRIES: u64 = 2;
+
+/// Where a node stages the snapshot of `group` at `index` it received.
+pub fn staging_path(dir: &Path, group: u64, index: u64) -> PathBuf {
+    Staging(dir.join("staging")).staging_path(group, index)
+}
+
+/// Sends Raft messages to the node's socket task; a snapshot message travels with the
+/// store's bytes.
+pub struct SimTransport {
+    me: u64,
+    out: UnboundedSender<(u64, Vec<u8>)>,
+    snapshots: Arc<StoreSnapshots>,
+    handle: RaftHandle<Output>,
+}
+
+impl Transport for SimTransport {
+    fn send(&mut self, group: u64, msgs: Vec<Message>) {
+        for m in msgs {
+            let to = m.to;
+            let datagram = if m.get_msg_type() == MessageType::MsgSnapshot {
+                let data: Result<Vec<u8>, String> = self
+                    .snapshots
+                    .chunks(group, m.get_snapshot())
+                    .and_then(|chunks| chunks.collect::<Result<Vec<_>, _>>().map(|c| c.concat()));
+                let Ok(data) = data else {
+                    self.handle.report_snapshot(group, to, false);
+                    continue;
+                };
+                // Sent, as far as this node can tell; if the datagram is lost, the follower
+                // rejects the next append and Raft sends a snapshot again.
+                self.handle.report_snapshot(group, to, true);
+                Datagram::Snapshot {
+                    from: self.me,
+                    group,
+                    message: Box::new(m),
+                    data,
+                }
+            } else {
+                Datagram::Raft {
+                    from: self.me,
+                    group,
+                    message: Box::new(m),
+                }
+            };
+            let _ = self.out.send((to, datagram.encode()));
+        }
+    }
+}
+
 /// What the node's thread needs to start.
-pub struct Start<T> {
+pub struct Start {
     pub id: u64,
-    pub dir: std::path::PathBuf,
+    pub dir: PathBuf,
     pub config: NodeConfig,
     pub voters: Vec<u64>,
-    pub transport: T,
+    pub out: UnboundedSender<(u64, Vec<u8>)>,
     pub record: Shared,
     pub logger: slog::Logger,
     pub now: Instant,
@@ -55,7 +117,7 @@ pub static CLOCK_MS: AtomicU64 = AtomicU64::new(0);
 
 impl NodeThread {
     /// Opens the node's log and store and starts its Raft loop on a new thread.
-    pub fn start<T: Transport>(start: Start<T>) -> Result<Running, String> {
+    pub fn start(start: Start) -> Result<Running, String> {
         let (work_tx, work_rx) = mpsc::channel::<Work>();
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
@@ -155,8 +217,8 @@ impl Drop for NodeThread {
     }
 }
 
-type Opened<T> = (
-    mango_consensus::node::SteppedNode<SimMachine, T>,
+type Opened = (
+    mango_consensus::node::SteppedNode<SimMachine, SimTransport>,
     (u64, LogStore),
     RaftHandle<Output>,
     Arc<Store<RedbBackend>>,
@@ -166,7 +228,7 @@ fn node_id(log: &(u64, LogStore)) -> u64 {
     log.0
 }
 
-fn open<T: Transport>(start: Start<T>) -> Result<Opened<T>, String> {
+fn open(start: Start) -> Result<Opened, String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     std::fs::create_dir_all(&start.dir).map_err(|e| err(&e))?;
     let log = LogStore::open(LogStoreConfig {
@@ -184,12 +246,32 @@ fn open<T: Transport>(start: Start<T>) -> Result<Opened<T>, String> {
         )
         .map_err(|e| err(&e))?,
     );
+    let staging = start.dir.join("staging");
+    std::fs::create_dir_all(&staging).map_err(|e| err(&e))?;
+    // The physical compaction thread is not simulated: nothing compacts MVCC history here.
+    let (compactor, _) = std::sync::mpsc::sync_channel(1);
     let machine = SimMachine {
         node: start.id,
-        store: store.clone(),
+        inner: StoreMachine {
+            store: store.clone(),
+            log: log.clone(),
+            snapshot_count: SNAPSHOT_COUNT,
+            catch_up_entries: CATCH_UP_ENTRIES,
+            staging: Staging(staging),
+            compactor,
+            peers: PeerUrls::default(),
+            revisions: tokio::sync::watch::channel(0).0,
+            lessor: Arc::new(Lessor::default()),
+            apply_delay: std::time::Duration::ZERO,
+        },
         record: start.record,
     };
-    let transport = start.transport;
+    let snapshots = Arc::new(StoreSnapshots {
+        store: store.clone(),
+        log: log.clone(),
+    });
+    let (id, out) = (start.id, start.out);
+    let provider: Arc<dyn SnapshotProvider> = snapshots.clone();
     let (handle, node) = start_stepped(
         start.config,
         log.clone(),
@@ -198,8 +280,13 @@ fn open<T: Transport>(start: Start<T>) -> Result<Opened<T>, String> {
             initial_voters: start.voters,
         }],
         machine,
-        |_| transport,
-        None,
+        |handle| SimTransport {
+            me: id,
+            out,
+            snapshots,
+            handle,
+        },
+        Some(provider),
         start.logger,
         start.now,
     )

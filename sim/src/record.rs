@@ -23,6 +23,8 @@ pub struct Recorder {
     pub applied: AppliedEntries,
     pub logs: Logs,
     pub history: History,
+    /// Snapshots installed by any node.
+    pub snapshots_installed: u64,
 }
 
 /// The recorder, shared.

@@ -40,6 +40,14 @@ pub enum Datagram {
         group: u64,
         message: Box<Message>,
     },
+    /// A Raft snapshot message of `group` from node `from`, with the state machine's bytes
+    /// (a voter streams them beside the message; here they travel in one datagram).
+    Snapshot {
+        from: u64,
+        group: u64,
+        message: Box<Message>,
+        data: Vec<u8>,
+    },
     /// A client's request `id`.
     Request { id: u64, request: Request },
     /// The answer to request `id`.
@@ -53,6 +61,7 @@ const PUT_OK: u8 = 4;
 const GET_OK: u8 = 5;
 const GET_NONE: u8 = 6;
 const FAILED: u8 = 7;
+const SNAPSHOT: u8 = 8;
 
 impl Datagram {
     /// The bytes on the wire.
@@ -70,6 +79,18 @@ impl Datagram {
                 // Encoding a message we built cannot fail; an empty body is dropped by the
                 // receiver as malformed.
                 out.extend(message.write_to_bytes().unwrap_or_default());
+            }
+            Datagram::Snapshot {
+                from,
+                group,
+                message,
+                data,
+            } => {
+                out.push(SNAPSHOT);
+                out.extend_from_slice(&from.to_be_bytes());
+                out.extend_from_slice(&group.to_be_bytes());
+                field(&mut out, &message.write_to_bytes().unwrap_or_default());
+                out.extend_from_slice(data);
             }
             Datagram::Request { id, request } => match request {
                 Request::Put { key, value } => {
@@ -120,6 +141,17 @@ impl Datagram {
                     from,
                     group,
                     message: Box::new(message),
+                }
+            }
+            SNAPSHOT => {
+                let from = r.u64()?;
+                let group = r.u64()?;
+                let message = Message::parse_from_bytes(&r.field()?).ok()?;
+                Datagram::Snapshot {
+                    from,
+                    group,
+                    message: Box::new(message),
+                    data: r.0.to_vec(),
                 }
             }
             PUT => {
@@ -274,7 +306,16 @@ mod tests {
         else {
             panic!("not raft");
         };
-        assert_eq!((from, group, *message), (1, 0, m));
+        assert_eq!((from, group, *message), (1, 0, m.clone()));
+        let Datagram::Snapshot { message, data, .. } = roundtrip(Datagram::Snapshot {
+            from: 2,
+            group: 0,
+            message: Box::new(m.clone()),
+            data: b"state".to_vec(),
+        }) else {
+            panic!("not a snapshot");
+        };
+        assert_eq!((*message, data), (m, b"state".to_vec()));
         assert!(Datagram::decode(&[]).is_none());
         assert!(Datagram::decode(&[PUT, 0, 0]).is_none());
         assert!(Datagram::decode(&[99]).is_none());

@@ -301,6 +301,31 @@ fn compaction_rules() {
 }
 
 #[test]
+fn compaction_stops_after_the_raft_loops_applied_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    append(&store, 1, entries(1..=10, 1));
+    set_hard_state(&store, 1, hard_state(1, 1, 10));
+    // The state machine is at 9, raft-rs has seen only 4 applied.
+    store.note_raft_applied(1, 4);
+    store.compact(1, 9).expect("compact");
+    let storage = store.group_storage(1);
+    assert_eq!(
+        Storage::first_index(&storage),
+        Ok(5),
+        "entries after 4 must stay"
+    );
+    store.note_raft_applied(1, 8);
+    store.compact(1, 9).expect("compact");
+    assert_eq!(Storage::first_index(&storage), Ok(9));
+    // Another group is not held back.
+    append(&store, 2, entries(1..=3, 1));
+    set_hard_state(&store, 2, hard_state(1, 1, 3));
+    store.compact(2, 3).expect("compact");
+    assert_eq!(Storage::first_index(&store.group_storage(2)), Ok(3));
+}
+
+#[test]
 fn applying_a_snapshot_resets_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path());

@@ -187,6 +187,7 @@ pub(crate) fn open<S: StateMachine>(
         };
         let raw = RawNode::new(&raft_config, storage, logger)
             .map_err(|e| RaftError::Raft(format!("starting group {}: {e}", boot.group)))?;
+        log.note_raft_applied(boot.group, raw.raft.raft_log.applied);
         let (applied, _) = watch::channel(raw.raft.raft_log.applied);
         shared_groups.insert(
             boot.group,
@@ -450,6 +451,7 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                     && index > g.raw.raft.raft_log.applied
                 {
                     g.raw.advance_apply_to(index);
+                    self.log.note_raft_applied(group, index);
                 }
             }
             Command::Persisted { readies } => {
@@ -633,6 +635,7 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
     /// first (a crash in between leaves the store ahead of the log, never behind its first
     /// index), in order after every entry handed to it before, then the log.
     fn install_snapshot(&mut self, id: GroupId, mut rd: raft::Ready) -> Result<(), String> {
+        let snapshot_index = rd.snapshot().get_metadata().get_index();
         let (done, result) = mpsc::channel();
         let work = ApplyWork::Restore {
             group: id,
@@ -661,6 +664,15 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
         let msgs = rd.take_persisted_messages();
         g.raw.advance_append_async(rd);
         self.persisted(id, number);
+        // The state machine is at the snapshot now (restoring was waited for), and raft-rs
+        // must know: its applied index is where it reads entries from (when it campaigns),
+        // and the log now starts after the snapshot.
+        if let Some(g) = self.groups.get_mut(&id)
+            && snapshot_index > g.raw.raft.raft_log.applied
+        {
+            g.raw.advance_apply_to(snapshot_index);
+            self.log.note_raft_applied(id, snapshot_index);
+        }
         self.transport.send(id, msgs);
         Ok(())
     }

@@ -33,6 +33,28 @@ impl Logs {
         self.snapshots.len()
     }
 
+    /// The highest first index of any log seen (above 2: logs were compacted).
+    pub fn highest_first_index(&self) -> u64 {
+        self.snapshots
+            .iter()
+            .filter_map(|s| s.entries.first().map(|e| e.0))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Prints each snapshot's node, time and index range (for debugging a seed).
+    pub fn describe(&self) {
+        for s in &self.snapshots {
+            eprintln!(
+                "log n{} at {} ms: {:?}..{:?}",
+                s.node,
+                s.at_ms,
+                s.entries.first().map(|e| e.0),
+                s.entries.last().map(|e| e.0)
+            );
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.snapshots.is_empty()
     }
