@@ -530,3 +530,54 @@ async fn health_reports_serving() {
         .expect("health check");
     assert_eq!(resp.into_inner().status(), ServingStatus::Serving);
 }
+
+/// A range far larger than a client takes (etcd-client keeps tonic's 4 MiB receive limit):
+/// the server answers it whole, the client refuses it on its side, and the server goes on
+/// serving; limits, `count_only` and `keys_only` answer the same data in a few bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_range_is_refused_by_the_client_not_by_a_crash() {
+    let server = TestServer::start(ApiConfig::default()).await;
+    let mut client = connect(&server).await;
+    let value = vec![b'x'; 1 << 20];
+    for i in 0..6 {
+        client
+            .put(format!("big/{i}"), value.clone(), None)
+            .await
+            .expect("a 1 MiB put is within the request limit");
+    }
+    let all = client
+        .get("big/", Some(GetOptions::new().with_prefix()))
+        .await;
+    let (code, message) = status(all);
+    assert_eq!(code, Code::OutOfRange, "{message}");
+    assert!(message.contains("message length too large"), "{message}");
+
+    let limited = client
+        .get("big/", Some(GetOptions::new().with_prefix().with_limit(2)))
+        .await
+        .expect("a limited range");
+    assert_eq!(
+        (limited.kvs().len(), limited.count(), limited.more()),
+        (2, 6, true)
+    );
+    let counted = client
+        .get(
+            "big/",
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await
+        .expect("count only");
+    assert_eq!((counted.kvs().len(), counted.count()), (0, 6));
+    let keys = client
+        .get(
+            "big/",
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        )
+        .await
+        .expect("keys only");
+    assert_eq!(keys.kvs().len(), 6);
+    assert!(keys.kvs().iter().all(|kv| kv.value().is_empty()));
+    // The server is fine.
+    let one = client.get("big/5", None).await.expect("still serving");
+    assert_eq!(one.kvs()[0].value().len(), 1 << 20);
+}
