@@ -60,6 +60,29 @@ struct Event {
     time: u64,
 }
 
+/// A small deterministic generator (xorshift64) for test clients' choices: each client
+/// seeds its own, so a run's mix of operations is repeatable.
+#[derive(Clone, Debug)]
+pub struct Xorshift(pub u64);
+
+impl Xorshift {
+    /// The next value; the state must not be 0.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// The length of a Jepsen-style run in seconds: `MANGO_JEPSEN_SECS`, else `default`.
+pub fn jepsen_secs(default: u64) -> u64 {
+    std::env::var("MANGO_JEPSEN_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Drops the writes with an unknown outcome whose value no read observed. Only for histories
 /// in which every write writes a value of its own (e.g. `c<client>-<n>`): then such a write
 /// changes nothing: a linearization of the rest is one of the whole (the write never took

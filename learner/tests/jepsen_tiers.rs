@@ -15,32 +15,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mango_checker::{Op, Operation, check_register, prune_unobserved_unknown_writes};
+use mango_checker::{
+    Op, Operation, Xorshift, check_register, jepsen_secs, prune_unobserved_unknown_writes,
+};
 use mango_proto::etcdserverpb::PutRequest;
 use mango_testkit::{Deployment, get, kv, wait_value};
 
 const KEYS: u64 = 3;
 const CLIENTS: usize = 4;
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
-
-fn run_secs() -> u64 {
-    std::env::var("MANGO_JEPSEN_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8)
-}
-
-/// xorshift: each client's own deterministic choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 type History = Arc<Mutex<BTreeMap<u64, Vec<Operation>>>>;
 
@@ -66,15 +49,15 @@ async fn client(
     for l in &learners {
         direct.push(kv(l).await);
     }
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (id as u64 + 1));
+    let mut rng = Xorshift(0x2545_f491_4f6c_dd1d ^ (id as u64 + 1));
     let mut counts = Counts::default();
     let now = || start.elapsed().as_nanos() as u64;
     let mut n = 0u64;
     while Instant::now() < until {
-        let key = rng.next() % KEYS;
+        let key = rng.next_u64() % KEYS;
         let name = format!("tiers/{key}");
         let call = now();
-        let choice = rng.next() % 10;
+        let choice = rng.next_u64() % 10;
         if choice < 5 {
             n += 1;
             let value = format!("c{id}-{n}");
@@ -107,7 +90,7 @@ async fn client(
             let (route, read) = match choice {
                 5..=6 => (0, get(&mut via_proxy, &name, "learner-linearizable")),
                 7..=8 => {
-                    let l = (rng.next() % direct.len() as u64) as usize;
+                    let l = (rng.next_u64() % direct.len() as u64) as usize;
                     (1, get(&mut direct[l], &name, "learner-linearizable"))
                 }
                 _ => (2, get(&mut via_proxy, &name, "linearizable")),
@@ -163,7 +146,7 @@ async fn reads_on_learners_stay_linearizable_through_kills_and_pauses() {
     }
     d.start_proxy(&[]).await;
 
-    let secs = run_secs();
+    let secs = jepsen_secs(8);
     let start = Instant::now();
     let until = start + Duration::from_secs(secs);
     let history: History = Arc::default();

@@ -21,29 +21,10 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, ConnectOptions, WatchOptions};
 use harness::Cluster;
 use harness::netns::Netns;
-use mango_checker::{Op, Operation, check_register};
+use mango_checker::{Op, Operation, Xorshift, check_register, jepsen_secs};
 
 const KEYS: usize = 4;
 const CLIENTS: usize = 5;
-
-fn run_secs() -> u64 {
-    std::env::var("MANGO_JEPSEN_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8)
-}
-
-/// A small deterministic generator per client (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 type History = Arc<Mutex<BTreeMap<usize, Vec<Operation>>>>;
 
@@ -63,15 +44,15 @@ async fn client_loop(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1));
+    let mut rng = Xorshift(0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1));
     let (mut ok, mut failed): (usize, usize) = (0, 0);
     let mut n = 0u64;
     let now = || start.elapsed().as_nanos() as u64;
     while Instant::now() < until {
-        let key = (rng.next() % KEYS as u64) as usize;
+        let key = (rng.next_u64() % KEYS as u64) as usize;
         let name = format!("lin/{key}");
         let call = now();
-        if rng.next().is_multiple_of(2) {
+        if rng.next_u64().is_multiple_of(2) {
             n += 1;
             let value = format!("c{id}-{n}");
             let result = client.put(name.as_str(), value.as_str(), None).await;
@@ -125,15 +106,16 @@ async fn client_loop(
 /// One watcher's view: (key, mod revision, value) of every event, in the order received.
 type Events = Vec<(String, i64, Vec<u8>)>;
 
-/// Watches `lin/` from revision 1 until `until` (plus a grace period for the tail), moving to
-/// another endpoint and resuming from the last revision + 1 whenever its stream fails.
-async fn watcher(endpoints: Vec<String>, until: Instant) -> (Events, usize) {
+/// Watches `lin/` from revision 1 until `until` plus `grace` (for the tail: a watcher that
+/// resumed late in a long run has a backlog to catch up), moving to another endpoint and
+/// resuming from the last revision + 1 whenever its stream fails.
+async fn watcher(endpoints: Vec<String>, until: Instant, grace: Duration) -> (Events, usize) {
     let options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_millis(500))
         .with_timeout(Duration::from_secs(2));
     let mut seen: Events = Vec::new();
     let mut reconnects = 0;
-    let end = until + Duration::from_secs(5);
+    let end = until + grace;
     let mut next = 1;
     'connect: while Instant::now() < end {
         let ep = endpoints[reconnects % endpoints.len()].clone();
@@ -235,7 +217,7 @@ fn nemesis(mut c: Cluster, net: Arc<Netns>, secs: u64) -> (Cluster, Vec<String>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_history_is_linearizable_under_kills_pauses_and_partitions() {
-    let secs = run_secs();
+    let secs = jepsen_secs(8);
     assert!(
         Netns::available(),
         "this test needs network namespaces (root, iproute2)"
@@ -264,7 +246,7 @@ async fn kv_history_is_linearizable_under_kills_pauses_and_partitions() {
         .map(|i| {
             let mut eps = endpoints.clone();
             eps.rotate_left(i);
-            tokio::spawn(watcher(eps, until))
+            tokio::spawn(watcher(eps, until, Duration::from_secs(5 + secs / 4)))
         })
         .collect();
     let faults = {
@@ -286,7 +268,7 @@ async fn kv_history_is_linearizable_under_kills_pauses_and_partitions() {
     // The truth: every revision under lin/ from a fresh watch from revision 1 after the run.
     let truth = {
         let eps: Vec<String> = endpoints.clone();
-        let (events, _) = watcher(eps, Instant::now()).await;
+        let (events, _) = watcher(eps, Instant::now(), Duration::from_secs(5)).await;
         events
     };
 
@@ -319,7 +301,9 @@ async fn kv_history_is_linearizable_under_kills_pauses_and_partitions() {
         assert_eq!(
             last,
             truth.last().map_or(0, |e| e.1),
-            "watcher {i} stopped early"
+            "watcher {i} stopped early ({} of {} events, {reconnects} reconnects)",
+            events.len(),
+            truth.len()
         );
         eprintln!(
             "watcher {i}: {} events, {reconnects} reconnects",

@@ -22,6 +22,7 @@ use etcd_client::{
     Client, ConnectOptions, EventType, GetOptions, Txn, TxnOp, WatchOptions, WatchResponse,
 };
 use harness::Cluster;
+use mango_checker::Xorshift;
 
 const WRITERS: usize = 3;
 const KEYS: u64 = 24;
@@ -74,18 +75,6 @@ fn events_of(resp: &WatchResponse) -> Vec<Ev> {
         .collect()
 }
 
-/// A small deterministic generator (no dependency needed for this).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 async fn connect(endpoint: &str) -> Option<Client> {
     let options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_millis(500))
@@ -101,7 +90,7 @@ fn key(k: u64) -> String {
 
 /// Writes until `stop`: mostly puts, some deletes, some two-key txns.
 async fn writer(id: u64, endpoints: Vec<String>, stop: Arc<AtomicBool>) {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id + 1));
+    let mut rng = Xorshift(0x9e37_79b9_7f4a_7c15 ^ (id + 1));
     let mut at = id as usize;
     let mut client = None;
     let mut n = 0u64;
@@ -115,14 +104,17 @@ async fn writer(id: u64, endpoints: Vec<String>, stop: Arc<AtomicBool>) {
         }
         let Some(c) = client.as_mut() else { continue };
         n += 1;
-        let value = format!("w{id}-{n}-{}", "x".repeat((rng.next() % 16_000) as usize));
-        let k = rng.next() % KEYS;
-        let op = rng.next() % 10;
+        let value = format!(
+            "w{id}-{n}-{}",
+            "x".repeat((rng.next_u64() % 16_000) as usize)
+        );
+        let k = rng.next_u64() % KEYS;
+        let op = rng.next_u64() % 10;
         let result = tokio::time::timeout(Duration::from_secs(1), async {
             match op {
                 0 => c.delete(key(k), None).await.map(|_| ()),
                 1 => {
-                    let other = (k + 1 + rng.next() % (KEYS - 1)) % KEYS;
+                    let other = (k + 1 + rng.next_u64() % (KEYS - 1)) % KEYS;
                     let txn = Txn::new().and_then([
                         TxnOp::put(key(k), value.as_str(), None),
                         TxnOp::put(key(other), value.as_str(), None),
