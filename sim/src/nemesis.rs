@@ -18,6 +18,9 @@ pub struct Faults {
     pub partition: bool,
     /// Message delays raised on every link for a while.
     pub delay: bool,
+    /// Every link of a node held for a while, then its queued messages delivered at once
+    /// (what peers see of a paused process: silence, then a burst of stale messages).
+    pub hold: bool,
     /// The share of Raft messages each node drops (always on when > 0).
     pub drop_rate: f64,
     /// Mean time between faults.
@@ -31,6 +34,7 @@ impl Faults {
             crash: false,
             partition: false,
             delay: false,
+            hold: false,
             drop_rate: 0.0,
             every: Duration::from_secs(1),
         }
@@ -42,8 +46,21 @@ impl Faults {
             crash: true,
             partition: true,
             delay: true,
+            // Off in `all` so that the seeds recorded for earlier bugs keep replaying the
+            // same runs; `with_holds` adds it.
+            hold: false,
             drop_rate: 0.01,
             every: Duration::from_millis(700),
+        }
+    }
+}
+
+impl Faults {
+    /// Every kind of fault, holds included.
+    pub fn with_holds() -> Self {
+        Self {
+            hold: true,
+            ..Self::all()
         }
     }
 }
@@ -54,6 +71,7 @@ pub struct FaultCounts {
     pub crashes: u32,
     pub partitions: u32,
     pub delays: u32,
+    pub holds: u32,
 }
 
 pub(crate) struct Nemesis {
@@ -66,6 +84,7 @@ pub(crate) struct Nemesis {
     crashed: Option<(String, Duration)>,
     partitioned: Option<(String, Duration)>,
     delayed_until: Option<Duration>,
+    held: Option<(String, Duration)>,
     pub counts: FaultCounts,
     record: Shared,
 }
@@ -93,6 +112,7 @@ impl Nemesis {
             crashed: None,
             partitioned: None,
             delayed_until: None,
+            held: None,
             counts: FaultCounts::default(),
             record,
         }
@@ -126,6 +146,15 @@ impl Nemesis {
                 .event_at(ms, "nemesis: latency back to normal".into());
             self.delayed_until = None;
         }
+        if let Some((node, until)) = self.held.clone()
+            && (now >= until || !active)
+        {
+            for h in self.hosts.iter().filter(|h| **h != node) {
+                sim.release(node.as_str(), h.as_str());
+            }
+            self.record.event_at(ms, format!("nemesis: release {node}"));
+            self.held = None;
+        }
         if !active || now < self.next_at {
             return;
         }
@@ -134,11 +163,15 @@ impl Nemesis {
         if self.faults.crash && self.crashed.is_none() {
             kinds.push(0);
         }
-        if self.faults.partition && self.partitioned.is_none() {
+        if self.faults.partition && self.partitioned.is_none() && self.held.is_none() {
             kinds.push(1);
         }
         if self.faults.delay && self.delayed_until.is_none() {
             kinds.push(2);
+        }
+        // Never a node held and cut off or crashed at once (a release would undo a cut).
+        if self.faults.hold && self.held.is_none() && self.partitioned.is_none() {
+            kinds.push(3);
         }
         if kinds.is_empty() {
             return;
@@ -162,6 +195,18 @@ impl Nemesis {
                     .event_at(ms, format!("nemesis: partition {node} for {lasts:?}"));
                 self.partitioned = Some((node, now + lasts));
                 self.counts.partitions += 1;
+            }
+            3 => {
+                if self.crashed.as_ref().is_some_and(|(n, _)| *n == node) {
+                    return;
+                }
+                for h in self.hosts.iter().filter(|h| **h != node) {
+                    sim.hold(node.as_str(), h.as_str());
+                }
+                self.record
+                    .event_at(ms, format!("nemesis: hold {node}'s links for {lasts:?}"));
+                self.held = Some((node, now + lasts));
+                self.counts.holds += 1;
             }
             _ => {
                 sim.set_max_message_latency(SLOW_LATENCY);

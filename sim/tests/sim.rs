@@ -71,6 +71,20 @@ fn seeds_hold_every_invariant_under_faults() {
     assert!(snapshots > 0, "no snapshot was installed in {n} seeds");
 }
 
+/// Held links too: a node's messages queue up, then arrive at once (what a paused process
+/// looks like to its peers).
+#[test]
+fn seeds_with_held_links_hold_every_invariant() {
+    let mut holds = 0;
+    for seed in 300..303 {
+        let mut c = config(seed);
+        c.faults = Faults::with_holds();
+        let r = run_or_panic(&c);
+        holds += r.faults.holds;
+    }
+    assert!(holds > 0, "no link was held");
+}
+
 #[test]
 fn the_same_seed_gives_the_same_trace() {
     let mut c = config(42);
