@@ -105,6 +105,8 @@ pub struct Failure {
     pub error: String,
     /// The report, when the simulation itself ran to the end.
     pub report: Option<Report>,
+    /// Whether the run held links (the replay must too).
+    pub holds: bool,
 }
 
 impl fmt::Display for Failure {
@@ -119,7 +121,8 @@ impl fmt::Display for Failure {
         }
         write!(
             f,
-            "replay: MANGO_SIM_SEED={} cargo nextest run -p mango-sim --test sim replay_one_seed --run-ignored all",
+            "replay: {}MANGO_SIM_SEED={} cargo nextest run -p mango-sim --test sim replay_one_seed --run-ignored all",
+            if self.holds { "MANGO_SIM_HOLDS=1 " } else { "" },
             self.seed
         )
     }
@@ -142,6 +145,7 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
             seed: config.seed,
             error,
             report,
+            holds: config.faults.hold,
         })
     };
     let base = if std::path::Path::new("/dev/shm").is_dir() {

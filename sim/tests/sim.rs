@@ -2,8 +2,9 @@
 //! every safety invariant; the same seed twice gives the same trace.
 //!
 //! `MANGO_SIM_SEEDS=N` runs N seeds (default 6) from `MANGO_SIM_FIRST_SEED` (default 100);
-//! `MANGO_SIM_SECS` sets the faulty phase's simulated seconds (default 8). A failing seed
-//! prints the command that replays it (`replay_one_seed` with `MANGO_SIM_SEED`).
+//! `MANGO_SIM_SECS` sets the faulty phase's simulated seconds (default 8); `MANGO_SIM_HOLDS=1`
+//! adds held links to the faults. A failing seed prints the command that replays it
+//! (`replay_one_seed` with `MANGO_SIM_SEED`).
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,9 @@ fn env_u64(name: &str, default: u64) -> u64 {
 fn config(seed: u64) -> SimConfig {
     let mut c = SimConfig::new(seed);
     c.duration = Duration::from_secs(env_u64("MANGO_SIM_SECS", 8));
+    if std::env::var_os("MANGO_SIM_HOLDS").is_some() {
+        c.faults = Faults::with_holds();
+    }
     c
 }
 
