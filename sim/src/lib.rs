@@ -95,6 +95,8 @@ pub struct Report {
     pub snapshots_installed: u64,
     /// The highest first index of a Raft log seen (how far logs were compacted).
     pub compacted_to: u64,
+    /// Store hashes compared across nodes (same revision, same HashKV).
+    pub store_hashes_compared: u64,
     pub faults: FaultCounts,
 }
 
@@ -240,12 +242,14 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
         log_snapshots: r.logs.len(),
         snapshots_installed: r.snapshots_installed,
         compacted_to: r.logs.highest_first_index(),
+        store_hashes_compared: r.stores.compared,
         faults: nemesis.counts.clone(),
     };
     let checks = [
         r.elections.check(),
         r.logs.check(),
         r.applied.check(),
+        r.stores.check(),
         r.history.check(),
     ];
     drop(r);

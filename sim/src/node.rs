@@ -177,8 +177,13 @@ pub async fn run(spec: NodeSpec) -> turmoil::Result {
         }
         if tokio::time::Instant::now() >= next_snapshot {
             next_snapshot += LOG_SNAPSHOT_EVERY;
-            if let Some(snapshot) = node.log_snapshot(now_ms()) {
-                spec.record.lock().logs.observe(snapshot);
+            let (log, hashes) = node.observe(now_ms());
+            let mut r = spec.record.lock();
+            if let Some(snapshot) = log {
+                r.logs.observe(snapshot);
+            }
+            for (rev, hash) in hashes {
+                r.stores.observe(id, rev, hash);
             }
         }
         tokio::time::sleep(Duration::from_millis(1)).await;

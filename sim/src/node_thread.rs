@@ -32,9 +32,16 @@ use crate::invariants::log_matching::LogSnapshot;
 use crate::machine::{Output, SimMachine};
 use crate::record::Shared;
 
+/// What a node shows the invariants at one moment: its Raft log, and the store's HashKV at
+/// every multiple of [`HASH_EVERY`] revisions it reached since the last look.
+pub type Observed = (Option<LogSnapshot>, Vec<(i64, u32)>);
+
+/// Revisions between the store hashes the convergence invariant compares.
+const HASH_EVERY: i64 = 25;
+
 enum Work {
     Step(Instant, mpsc::SyncSender<Result<bool, String>>),
-    Snapshot(u64, mpsc::SyncSender<Option<LogSnapshot>>),
+    Snapshot(u64, mpsc::SyncSender<Observed>),
 }
 
 /// Raft log entries kept between compactions, and behind the applied index after one: small,
@@ -131,14 +138,18 @@ impl NodeThread {
                         return;
                     }
                 };
-                let _ = ready_tx.send(Ok((handle, store)));
+                let _ = ready_tx.send(Ok((handle, store.clone())));
+                // Hashed up to here (from scratch after a restart: a store restored from a
+                // snapshot, or replayed from the log, is checked again).
+                let mut hashed = 0;
                 while let Ok(work) = work_rx.recv() {
                     match work {
                         Work::Step(now, reply) => {
                             let _ = reply.send(node.step(now));
                         }
                         Work::Snapshot(at_ms, reply) => {
-                            let _ = reply.send(log_snapshot(node_id(&log), at_ms, &log));
+                            let hashes = store_hashes(&store, &mut hashed);
+                            let _ = reply.send((log_snapshot(node_id(&log), at_ms, &log), hashes));
                         }
                     }
                 }
@@ -192,11 +203,13 @@ impl NodeThread {
         }
     }
 
-    /// The node's Raft log as (index, term, digest).
-    pub fn log_snapshot(&self, at_ms: u64) -> Option<LogSnapshot> {
+    /// The node's Raft log as (index, term, digest), and its new store hashes.
+    pub fn observe(&self, at_ms: u64) -> Observed {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Work::Snapshot(at_ms, tx)).ok()?;
-        rx.recv().ok()?
+        if self.send(Work::Snapshot(at_ms, tx)).is_err() {
+            return (None, Vec::new());
+        }
+        rx.recv().unwrap_or((None, Vec::new()))
     }
 
     fn send(&self, work: Work) -> Result<(), String> {
@@ -292,6 +305,24 @@ fn open(start: Start) -> Result<Opened, String> {
     )
     .map_err(|e| err(&e))?;
     Ok((node, (start.id, log), handle, store))
+}
+
+/// HashKV at every multiple of `HASH_EVERY` above `hashed` up to the store's revision.
+fn store_hashes(store: &Store<RedbBackend>, hashed: &mut i64) -> Vec<(i64, u32)> {
+    let Ok(view) = store.read(0) else {
+        return Vec::new();
+    };
+    let head = view.revision();
+    let mut out = Vec::new();
+    let mut rev = (*hashed / HASH_EVERY + 1) * HASH_EVERY;
+    while rev <= head {
+        if let Ok(h) = view.hash_kv(rev) {
+            out.push((rev, h.hash));
+        }
+        *hashed = rev;
+        rev += HASH_EVERY;
+    }
+    out
 }
 
 fn log_snapshot(node: u64, at_ms: u64, log: &(u64, LogStore)) -> Option<LogSnapshot> {

@@ -10,6 +10,7 @@ use crate::invariants::election_safety::Elections;
 use crate::invariants::linearizable::History;
 use crate::invariants::log_matching::Logs;
 use crate::invariants::state_machine_safety::AppliedEntries;
+use crate::invariants::store_convergence::StoreHashes;
 
 /// The run's record.
 #[derive(Debug, Default)]
@@ -23,6 +24,7 @@ pub struct Recorder {
     pub applied: AppliedEntries,
     pub logs: Logs,
     pub history: History,
+    pub stores: StoreHashes,
     /// Snapshots installed by any node.
     pub snapshots_installed: u64,
 }

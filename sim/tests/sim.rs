@@ -33,7 +33,7 @@ fn run_or_panic(c: &SimConfig) -> mango_sim::Report {
             eprintln!(
                 "seed {}: {} ops ({} completed), {} terms with a leader, applied up to {} \
                  ({} entries over all nodes), {} log snapshots, {} snapshots installed (logs compacted to {}), \
-                 faults {:?}, {:?} real time",
+                 {} store hashes compared, faults {:?}, {:?} real time",
                 r.seed,
                 r.operations,
                 r.completed,
@@ -43,6 +43,7 @@ fn run_or_panic(c: &SimConfig) -> mango_sim::Report {
                 r.log_snapshots,
                 r.snapshots_installed,
                 r.compacted_to,
+                r.store_hashes_compared,
                 r.faults,
                 started.elapsed()
             );
@@ -57,10 +58,11 @@ fn seeds_hold_every_invariant_under_faults() {
     let first = env_u64("MANGO_SIM_FIRST_SEED", 100);
     let n = env_u64("MANGO_SIM_SEEDS", 6);
     let mut faults = mango_sim::FaultCounts::default();
-    let mut snapshots = 0;
+    let (mut snapshots, mut hashes) = (0, 0);
     for seed in first..first + n {
         let r = run_or_panic(&config(seed));
         snapshots += r.snapshots_installed;
+        hashes += r.store_hashes_compared;
         faults.crashes += r.faults.crashes;
         faults.partitions += r.faults.partitions;
         faults.delays += r.faults.delays;
@@ -73,6 +75,7 @@ fn seeds_hold_every_invariant_under_faults() {
     );
     // Nodes that were down fell behind the compacted log and caught up by snapshot.
     assert!(snapshots > 0, "no snapshot was installed in {n} seeds");
+    assert!(hashes > 0, "no store hashes were compared");
 }
 
 /// Held links too: a node's messages queue up, then arrive at once (what a paused process

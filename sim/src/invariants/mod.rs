@@ -6,6 +6,8 @@
 //!   entry there and are identical before it (Raft §5.3).
 //! - [`state_machine_safety`]: no two nodes apply different entries at the same index, and a
 //!   node that applies an index again after a restart applies the same entry (Raft §5.4.3).
+//! - [`store_convergence`]: every node's store hashes the same at the same revision
+//!   (etcd's HashKV), so applying the same log built the same key-value state everywhere.
 //! - [`linearizable`]: the clients' history of puts and linearizable gets, key by key, is
 //!   linearizable, unknown outcomes kept as such (mango-checker).
 
@@ -13,6 +15,7 @@ pub mod election_safety;
 pub mod linearizable;
 pub mod log_matching;
 pub mod state_machine_safety;
+pub mod store_convergence;
 
 /// FNV-1a: a stable digest of entry data (the same in every run and build).
 pub fn digest(bytes: &[u8]) -> u64 {
