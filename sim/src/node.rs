@@ -116,7 +116,7 @@ pub async fn run(spec: NodeSpec) -> turmoil::Result {
                     }
                 }
                 Some(Datagram::Raft { group, message, .. }) => {
-                    if std::env::var_os("MANGO_SIM_RAFT_LOG").is_some() {
+                    if debug_log() {
                         eprintln!(
                             "{:>8} n{id} recv {:?} from {} index {} log_term {} entries {:?} commit {}",
                             now_ms(),
@@ -198,7 +198,7 @@ async fn serve(
 ) -> Answer {
     match request {
         Request::Put { key, value } => {
-            if std::env::var_os("MANGO_SIM_RAFT_LOG").is_some() {
+            if debug_log() {
                 eprintln!(
                     "{:>8} n{} serve put {}",
                     now_ms(),
@@ -290,9 +290,16 @@ impl slog::Drain for StderrDrain {
 }
 
 fn logger(node: u64) -> slog::Logger {
-    if std::env::var_os("MANGO_SIM_RAFT_LOG").is_some() {
+    if debug_log() {
         slog::Logger::root(slog::Fuse(StderrDrain(node)), slog::o!())
     } else {
         slog::Logger::root(slog::Discard, slog::o!())
     }
+}
+
+/// Whether `MANGO_SIM_RAFT_LOG` asks for raft-rs's log and the node's messages on standard
+/// error (read once).
+fn debug_log() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("MANGO_SIM_RAFT_LOG").is_some())
 }
