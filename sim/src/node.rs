@@ -96,11 +96,16 @@ pub async fn run(spec: NodeSpec) -> turmoil::Result {
         .iter()
         .map(|(id, name)| (*id, SocketAddr::new(turmoil::lookup(name.as_str()), PORT)))
         .collect();
-    let mut buf = vec![0u8; 1 << 20];
+    // Large enough for a snapshot of a long run's store; a datagram that fills it may have
+    // been cut short, and is dropped (as the network may drop any).
+    let mut buf = vec![0u8; 16 << 20];
     let mut next_snapshot = tokio::time::Instant::now() + LOG_SNAPSHOT_EVERY;
     let mut last_leader = (0, 0);
     loop {
         while let Ok((n, from)) = sock.try_recv_from(&mut buf) {
+            if n == buf.len() {
+                continue;
+            }
             match Datagram::decode(&buf[..n]) {
                 Some(Datagram::Snapshot {
                     group,
