@@ -15,9 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mango_checker::{
-    Op, Operation, Xorshift, check_register, jepsen_secs, prune_unobserved_unknown_writes,
-};
+use mango_checker::{Op, Operation, Xorshift, bound_unknown_writes, check_register, jepsen_secs};
 use mango_proto::etcdserverpb::PutRequest;
 use mango_testkit::{Deployment, get, kv, wait_value};
 
@@ -217,15 +215,13 @@ async fn reads_on_learners_stay_linearizable_through_kills_and_pauses() {
 
     let history = history.lock().unwrap().clone();
     for (key, ops) in &history {
-        let ops = prune_unobserved_unknown_writes(ops);
-        if let Err(v) = check_register(&ops, &None) {
+        let ops = bound_unknown_writes(ops);
+        if let Err(e) = check_register(&ops, &None) {
             let mut shown: Vec<&Operation> = ops.iter().collect();
             shown.sort_by_key(|o| o.call);
             panic!(
-                "tiers/{key} is not linearizable: stuck at {:?} after {} operations; logs in {}; \
-                 history:\n{:#?}",
-                ops[v.stuck_at],
-                v.longest.len(),
+                "tiers/{key}: {}; logs in {}; history:\n{:#?}",
+                e.explain(&ops),
                 d.dir.path().display(),
                 shown
             );

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use mango_checker::{Operation, check_register, prune_unobserved_unknown_writes};
+use mango_checker::{Operation, bound_unknown_writes, check_register};
 
 /// Every operation, by key.
 #[derive(Debug, Default)]
@@ -32,14 +32,12 @@ impl History {
 
     pub fn check(&self) -> Result<(), String> {
         for (key, ops) in &self.by_key {
-            let ops = prune_unobserved_unknown_writes(ops);
-            if let Err(v) = check_register(&ops, &None) {
-                let stuck = &ops[v.stuck_at];
+            let ops = bound_unknown_writes(ops);
+            if let Err(e) = check_register(&ops, &None) {
                 return Err(format!(
-                    "linearizability: key {:?}: operation {stuck:?} cannot be placed after \
-                     {} linearized operations",
+                    "linearizability: key {:?}: {}",
                     String::from_utf8_lossy(key),
-                    v.longest.len()
+                    e.explain(&ops)
                 ));
             }
         }
