@@ -1,5 +1,5 @@
-//! A simulated client: puts and linearizable gets on a few keys, each sent to a node picked
-//! at random, recorded as a history of invocations and completions. A put whose answer does
+//! A simulated client: puts and linearizable gets on a few keys of each Raft group, each
+//! sent to a node picked at random, recorded as a history of invocations and completions. A put whose answer does
 //! not come (or that failed: the node may have proposed it anyway) has an unknown outcome; a
 //! get that failed observed nothing and is left out.
 
@@ -23,8 +23,8 @@ pub struct ClientSpec {
     pub index: usize,
     /// The nodes' host names.
     pub nodes: Vec<String>,
-    /// The keys it works on.
-    pub keys: Vec<Vec<u8>>,
+    /// The keys it works on, with the group each belongs to.
+    pub keys: Vec<(u64, Vec<u8>)>,
     pub seed: u64,
     /// It starts no operation after this much simulated time.
     pub until: Duration,
@@ -39,16 +39,20 @@ pub async fn run(spec: ClientSpec) -> turmoil::Result {
     while turmoil::sim_elapsed().unwrap_or_default() < spec.until {
         n += 1;
         let id = ((spec.index as u64) << 32) | n;
-        let key = spec.keys[rng.random_range(0..spec.keys.len())].clone();
+        let (group, key) = spec.keys[rng.random_range(0..spec.keys.len())].clone();
         let node = &spec.nodes[rng.random_range(0..spec.nodes.len())];
         let put = rng.random_bool(0.5);
         let request = if put {
             Request::Put {
+                group,
                 key: key.clone(),
                 value: format!("c{}-{n}", spec.index).into_bytes(),
             }
         } else {
-            Request::Get { key: key.clone() }
+            Request::Get {
+                group,
+                key: key.clone(),
+            }
         };
         let to = SocketAddr::new(turmoil::lookup(node.as_str()), PORT);
         let call = now_us();
@@ -98,7 +102,11 @@ pub async fn run(spec: ClientSpec) -> turmoil::Result {
             String::from_utf8_lossy(&key)
         ));
         if let Some(op) = op {
-            spec.record.lock().history.record(
+            let mut r = spec.record.lock();
+            if ret.is_some() {
+                *r.completed_by_group.entry(group).or_default() += 1;
+            }
+            r.history.record(
                 &key,
                 Operation {
                     client: spec.index,

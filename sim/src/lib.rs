@@ -4,7 +4,9 @@
 //! runs mango's own Raft loop ([`mango_consensus::node::SteppedNode`]: the same code a voter
 //! runs, with log writes and applying inline), raft-engine and mango's store on real files
 //! (in `/dev/shm` where it exists), and sends Raft messages as datagrams on turmoil's
-//! network. Clients put and get (linearizably) a few keys through random nodes. A nemesis
+//! network. A node runs one Raft group or several (every node a voter of each, one Raft loop
+//! and one log engine for all, as mango's multi-Raft does). Clients put and get
+//! (linearizably) a few keys of each group through random nodes. A nemesis
 //! crashes and restarts nodes, cuts one off from every other host, raises message delays,
 //! and every node drops a share of its messages. Afterwards each safety invariant is checked
 //! by its own module ([`invariants`]).
@@ -42,9 +44,11 @@ pub struct SimConfig {
     pub seed: u64,
     /// Voters.
     pub nodes: u64,
+    /// Raft groups (0..groups), each replicated by every node.
+    pub groups: u64,
     /// Concurrent clients.
     pub clients: usize,
-    /// Keys the clients share.
+    /// Keys the clients share, in each group.
     pub keys: usize,
     /// Simulated time with clients working (and faults, if any).
     pub duration: Duration,
@@ -57,11 +61,12 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// 3 nodes, 3 clients on 3 keys, 8 s of faults then 3 s healed.
+    /// 3 nodes, one Raft group, 3 clients on 3 keys, 8 s of faults then 3 s healed.
     pub fn new(seed: u64) -> Self {
         Self {
             seed,
             nodes: 3,
+            groups: 1,
             clients: 3,
             keys: 3,
             duration: Duration::from_secs(8),
@@ -84,8 +89,13 @@ pub struct Report {
     /// Client operations recorded, and how many of them completed.
     pub operations: usize,
     pub completed: usize,
-    /// Terms that had a leader.
+    /// Terms that had a leader (over all groups).
     pub terms: usize,
+    /// Raft groups run, groups that elected a leader, and groups in which some client
+    /// operation completed.
+    pub groups: u64,
+    pub groups_with_leader: usize,
+    pub groups_with_completed_ops: usize,
     /// The highest index applied anywhere, and entries applied over all nodes.
     pub highest_applied: u64,
     pub applied: u64,
@@ -109,6 +119,8 @@ pub struct Failure {
     pub report: Option<Report>,
     /// Whether the run held links (the replay must too).
     pub holds: bool,
+    /// The run's Raft groups (the replay must run as many).
+    pub groups: u64,
 }
 
 impl fmt::Display for Failure {
@@ -123,8 +135,13 @@ impl fmt::Display for Failure {
         }
         write!(
             f,
-            "replay: {}MANGO_SIM_SEED={} cargo nextest run -p mango-sim --test sim replay_one_seed --run-ignored all",
+            "replay: {}{}MANGO_SIM_SEED={} cargo nextest run -p mango-sim --test sim replay_one_seed --run-ignored all",
             if self.holds { "MANGO_SIM_HOLDS=1 " } else { "" },
+            if self.groups > 1 {
+                format!("MANGO_SIM_GROUPS={} ", self.groups)
+            } else {
+                String::new()
+            },
             self.seed
         )
     }
@@ -148,6 +165,7 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
             error,
             report,
             holds: config.faults.hold,
+            groups: config.groups,
         })
     };
     let base = if std::path::Path::new("/dev/shm").is_dir() {
@@ -177,6 +195,7 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
             id: *id,
             members: members.clone(),
             dir: base.path().join(name),
+            groups: config.groups,
             seed: derive(config.seed, 100 + id),
             drop_rate: config.faults.drop_rate,
             tick: config.tick,
@@ -186,8 +205,19 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
         };
         sim.host(name.as_str(), move || node::run(spec.clone()));
     }
-    let keys: Vec<Vec<u8>> = (0..config.keys)
-        .map(|k| format!("k{k}").into_bytes())
+    // Names unique over the groups (group 0's as they were before there were several), so
+    // the history is still checked key by key.
+    let keys: Vec<(u64, Vec<u8>)> = (0..config.groups)
+        .flat_map(|g| {
+            (0..config.keys).map(move |k| {
+                let name = if g == 0 {
+                    format!("k{k}")
+                } else {
+                    format!("g{g}k{k}")
+                };
+                (g, name.into_bytes())
+            })
+        })
         .collect();
     for (i, name) in clients.iter().enumerate() {
         let spec = client::ClientSpec {
@@ -237,6 +267,9 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
         operations,
         completed,
         terms: r.elections.terms_with_leader(),
+        groups: config.groups,
+        groups_with_leader: r.elections.groups_with_leader(),
+        groups_with_completed_ops: r.completed_by_group.values().filter(|n| **n > 0).count(),
         highest_applied: r.applied.highest(),
         applied: r.applied.count,
         log_snapshots: r.logs.len(),

@@ -30,9 +30,10 @@ impl StateMachine for SimMachine {
             let mut r = self.record.lock();
             for e in entries {
                 let d = digest(&e.data);
-                r.applied.observe(self.node, e.index, e.term, d);
+                r.applied.observe(group, self.node, e.index, e.term, d);
                 let event = [
                     &self.node.to_be_bytes()[..],
+                    &group.to_be_bytes(),
                     &e.index.to_be_bytes(),
                     &d.to_be_bytes(),
                 ]
@@ -51,6 +52,7 @@ impl StateMachine for SimMachine {
             r.mix(
                 &[
                     &self.node.to_be_bytes()[..],
+                    &group.to_be_bytes(),
                     b"snapshot",
                     &index.to_be_bytes(),
                 ]

@@ -45,6 +45,8 @@ pub struct NodeSpec {
     pub members: Vec<(u64, String)>,
     /// Where its files are; kept across restarts.
     pub dir: PathBuf,
+    /// Raft groups (0..groups), each with every node as a voter.
+    pub groups: u64,
     /// Its seed (the run's seed mixed with its id).
     pub seed: u64,
     /// The share of outgoing Raft messages dropped.
@@ -81,6 +83,7 @@ pub async fn run(spec: NodeSpec) -> turmoil::Result {
     let (mut node, handle, store) = NodeThread::start(Start {
         id,
         dir: spec.dir.clone(),
+        groups: spec.groups,
         config,
         voters,
         out: out_tx,
@@ -100,7 +103,8 @@ pub async fn run(spec: NodeSpec) -> turmoil::Result {
     // been cut short, and is dropped (as the network may drop any).
     let mut buf = vec![0u8; 16 << 20];
     let mut next_snapshot = tokio::time::Instant::now() + LOG_SNAPSHOT_EVERY;
-    let mut last_leader = (0, 0);
+    // The last term in which this node saw itself lead, per group.
+    let mut last_leader = vec![0u64; spec.groups as usize];
     loop {
         while let Ok((n, from)) = sock.try_recv_from(&mut buf) {
             if n == buf.len() {
@@ -169,26 +173,32 @@ pub async fn run(spec: NodeSpec) -> turmoil::Result {
                 let _ = sock.try_send_to(&bytes, *addr);
             }
         }
-        if let Ok(status) = handle.status(0)
-            && status.leader == id
-            && (status.term, id) != last_leader
-        {
-            last_leader = (status.term, id);
-            let news = spec.record.lock().elections.observe(status.term, id);
-            if news {
-                spec.record
-                    .event(format!("n{id} leads term {}", status.term));
+        for (group, last) in last_leader.iter_mut().enumerate() {
+            let group = group as u64;
+            if let Ok(status) = handle.status(group)
+                && status.leader == id
+                && status.term != *last
+            {
+                *last = status.term;
+                let news = spec.record.lock().elections.observe(group, status.term, id);
+                if news {
+                    spec.record.event(if group == 0 {
+                        format!("n{id} leads term {}", status.term)
+                    } else {
+                        format!("n{id} leads group {group} term {}", status.term)
+                    });
+                }
             }
         }
         if tokio::time::Instant::now() >= next_snapshot {
             next_snapshot += LOG_SNAPSHOT_EVERY;
-            let (log, hashes) = node.observe(now_ms());
+            let (logs, hashes) = node.observe(now_ms());
             let mut r = spec.record.lock();
-            if let Some(snapshot) = log {
+            for snapshot in logs {
                 r.logs.observe(snapshot);
             }
-            for (rev, hash) in hashes {
-                r.stores.observe(id, rev, hash);
+            for (group, rev, hash) in hashes {
+                r.stores.observe(group, id, rev, hash);
             }
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -202,7 +212,7 @@ async fn serve(
     request: Request,
 ) -> Answer {
     match request {
-        Request::Put { key, value } => {
+        Request::Put { group, key, value } => {
             if debug_log() {
                 eprintln!(
                     "{:>8} n{} serve put {}",
@@ -220,7 +230,7 @@ async fn serve(
                 })),
             }
             .encode_to_vec();
-            match handle.propose(0, data).await {
+            match handle.propose(group, data).await {
                 Ok(Ok(Response::Put(p))) => Answer::Put {
                     revision: p.header.map(|h| h.revision).unwrap_or(0),
                 },
@@ -229,15 +239,15 @@ async fn serve(
                 Err(e) => Answer::Failed(e.to_string()),
             }
         }
-        Request::Get { key } => {
-            let index = match handle.read_index(0).await {
+        Request::Get { group, key } => {
+            let index = match handle.read_index(group).await {
                 Ok(i) => i,
                 Err(e) => return Answer::Failed(e.to_string()),
             };
-            if let Err(e) = handle.wait_applied(0, index).await {
+            if let Err(e) = handle.wait_applied(group, index).await {
                 return Answer::Failed(e.to_string());
             }
-            let view = match store.read(0) {
+            let view = match store.read(group) {
                 Ok(v) => v,
                 Err(e) => return Answer::Failed(e.to_string()),
             };

@@ -32,9 +32,10 @@ use crate::invariants::log_matching::LogSnapshot;
 use crate::machine::{Output, SimMachine};
 use crate::record::Shared;
 
-/// What a node shows the invariants at one moment: its Raft log, and the store's HashKV at
-/// every multiple of [`HASH_EVERY`] revisions it reached since the last look.
-pub type Observed = (Option<LogSnapshot>, Vec<(i64, u32)>);
+/// What a node shows the invariants at one moment: each group's Raft log, and each group's
+/// store HashKV (group, revision, hash) at every multiple of [`HASH_EVERY`] revisions it
+/// reached since the last look.
+pub type Observed = (Vec<LogSnapshot>, Vec<(u64, i64, u32)>);
 
 /// Revisions between the store hashes the convergence invariant compares.
 const HASH_EVERY: i64 = 25;
@@ -101,6 +102,8 @@ impl Transport for SimTransport {
 pub struct Start {
     pub id: u64,
     pub dir: PathBuf,
+    /// Raft groups 0..groups, each with every node as a voter.
+    pub groups: u64,
     pub config: NodeConfig,
     pub voters: Vec<u64>,
     pub out: UnboundedSender<(u64, Vec<u8>)>,
@@ -127,6 +130,7 @@ impl NodeThread {
     pub fn start(start: Start) -> Result<Running, String> {
         let (work_tx, work_rx) = mpsc::channel::<Work>();
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let groups = start.groups;
         let thread = std::thread::Builder::new()
             .name(format!("sim-n{}", start.id))
             .spawn(move || {
@@ -139,17 +143,28 @@ impl NodeThread {
                     }
                 };
                 let _ = ready_tx.send(Ok((handle, store.clone())));
-                // Hashed up to here (from scratch after a restart: a store restored from a
-                // snapshot, or replayed from the log, is checked again).
-                let mut hashed = 0;
+                // Hashed up to here, per group (from scratch after a restart: a store restored
+                // from a snapshot, or replayed from the log, is checked again).
+                let mut hashed = vec![0i64; groups as usize];
                 while let Ok(work) = work_rx.recv() {
                     match work {
                         Work::Step(now, reply) => {
                             let _ = reply.send(node.step(now));
                         }
                         Work::Snapshot(at_ms, reply) => {
-                            let hashes = store_hashes(&store, &mut hashed);
-                            let _ = reply.send((log_snapshot(node_id(&log), at_ms, &log), hashes));
+                            let mut observed: Observed = (Vec::new(), Vec::new());
+                            for (group, hashed) in hashed.iter_mut().enumerate() {
+                                let group = group as u64;
+                                observed
+                                    .0
+                                    .extend(log_snapshot(node_id(&log), group, at_ms, &log));
+                                observed.1.extend(
+                                    store_hashes(&store, group, hashed)
+                                        .into_iter()
+                                        .map(|(rev, hash)| (group, rev, hash)),
+                                );
+                            }
+                            let _ = reply.send(observed);
                         }
                     }
                 }
@@ -203,13 +218,13 @@ impl NodeThread {
         }
     }
 
-    /// The node's Raft log as (index, term, digest), and its new store hashes.
+    /// Each group's Raft log as (index, term, digest), and the new store hashes.
     pub fn observe(&self, at_ms: u64) -> Observed {
         let (tx, rx) = mpsc::sync_channel(1);
         if self.send(Work::Snapshot(at_ms, tx)).is_err() {
-            return (None, Vec::new());
+            return (Vec::new(), Vec::new());
         }
-        rx.recv().unwrap_or((None, Vec::new()))
+        rx.recv().unwrap_or_default()
     }
 
     fn send(&self, work: Work) -> Result<(), String> {
@@ -288,10 +303,12 @@ fn open(start: Start) -> Result<Opened, String> {
     let (handle, node) = start_stepped(
         start.config,
         log.clone(),
-        vec![GroupBootstrap {
-            group: 0,
-            initial_voters: start.voters,
-        }],
+        (0..start.groups)
+            .map(|group| GroupBootstrap {
+                group,
+                initial_voters: start.voters.clone(),
+            })
+            .collect(),
         machine,
         |handle| SimTransport {
             me: id,
@@ -307,9 +324,10 @@ fn open(start: Start) -> Result<Opened, String> {
     Ok((node, (start.id, log), handle, store))
 }
 
-/// HashKV at every multiple of `HASH_EVERY` above `hashed` up to the store's revision.
-fn store_hashes(store: &Store<RedbBackend>, hashed: &mut i64) -> Vec<(i64, u32)> {
-    let Ok(view) = store.read(0) else {
+/// `group`'s HashKV at every multiple of `HASH_EVERY` above `hashed` up to the store's
+/// revision.
+fn store_hashes(store: &Store<RedbBackend>, group: u64, hashed: &mut i64) -> Vec<(i64, u32)> {
+    let Ok(view) = store.read(group) else {
         return Vec::new();
     };
     let head = view.revision();
@@ -325,8 +343,8 @@ fn store_hashes(store: &Store<RedbBackend>, hashed: &mut i64) -> Vec<(i64, u32)>
     out
 }
 
-fn log_snapshot(node: u64, at_ms: u64, log: &(u64, LogStore)) -> Option<LogSnapshot> {
-    let storage = log.1.group_storage(0);
+fn log_snapshot(node: u64, group: u64, at_ms: u64, log: &(u64, LogStore)) -> Option<LogSnapshot> {
+    let storage = log.1.group_storage(group);
     let (first, last) = (storage.first_index().ok()?, storage.last_index().ok()?);
     let entries = if last >= first {
         storage.entries(first, last + 1, None).ok()?
@@ -335,6 +353,7 @@ fn log_snapshot(node: u64, at_ms: u64, log: &(u64, LogStore)) -> Option<LogSnaps
     };
     Some(LogSnapshot {
         node,
+        group,
         at_ms,
         entries: entries
             .iter()

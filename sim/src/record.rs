@@ -27,6 +27,8 @@ pub struct Recorder {
     pub stores: StoreHashes,
     /// Snapshots installed by any node.
     pub snapshots_installed: u64,
+    /// Client operations that completed, by Raft group.
+    pub completed_by_group: std::collections::BTreeMap<u64, u64>,
 }
 
 /// The recorder, shared.

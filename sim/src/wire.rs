@@ -11,10 +11,14 @@ pub const PORT: u16 = 9000;
 /// What a client asks a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
-    /// Put `value` at `key`.
-    Put { key: Vec<u8>, value: Vec<u8> },
-    /// A linearizable read of `key` (ReadIndex, then the local store).
-    Get { key: Vec<u8> },
+    /// Put `value` at `key` in Raft group `group`.
+    Put {
+        group: u64,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    /// A linearizable read of `key` in `group` (ReadIndex, then the local store).
+    Get { group: u64, key: Vec<u8> },
 }
 
 /// What a node answers.
@@ -93,13 +97,15 @@ impl Datagram {
                 out.extend_from_slice(data);
             }
             Datagram::Request { id, request } => match request {
-                Request::Put { key, value } => {
+                Request::Put { group, key, value } => {
                     head(&mut out, PUT, *id);
+                    out.extend_from_slice(&group.to_be_bytes());
                     field(&mut out, key);
                     field(&mut out, value);
                 }
-                Request::Get { key } => {
+                Request::Get { group, key } => {
                     head(&mut out, GET, *id);
+                    out.extend_from_slice(&group.to_be_bytes());
                     field(&mut out, key);
                 }
             },
@@ -156,19 +162,21 @@ impl Datagram {
             }
             PUT => {
                 let id = r.u64()?;
+                let group = r.u64()?;
                 let key = r.field()?;
                 let value = r.field()?;
                 Datagram::Request {
                     id,
-                    request: Request::Put { key, value },
+                    request: Request::Put { group, key, value },
                 }
             }
             GET => {
                 let id = r.u64()?;
+                let group = r.u64()?;
                 let key = r.field()?;
                 Datagram::Request {
                     id,
-                    request: Request::Get { key },
+                    request: Request::Get { group, key },
                 }
             }
             PUT_OK => {
@@ -254,10 +262,14 @@ mod tests {
     fn requests_and_answers_round_trip() {
         for request in [
             Request::Put {
+                group: 0,
                 key: b"k".to_vec(),
                 value: b"v".to_vec(),
             },
-            Request::Get { key: vec![] },
+            Request::Get {
+                group: 2,
+                key: vec![],
+            },
         ] {
             let Datagram::Request { id, request: back } = roundtrip(Datagram::Request {
                 id: 7,

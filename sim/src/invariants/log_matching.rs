@@ -1,5 +1,6 @@
 //! Log matching: if two logs contain an entry with the same index and term, the logs are
-//! identical in all entries up through that index.
+//! identical in all entries up through that index. Each Raft group has its own log on every
+//! node; only logs of the same group are compared.
 //!
 //! Observed from snapshots of each node's Raft log (index, term, digest), taken at intervals
 //! and when a node is about to crash. The property holds across time too (an (index, term)
@@ -8,10 +9,11 @@
 
 use std::collections::BTreeMap;
 
-/// One node's log at one moment: (index, term, digest) in index order.
+/// One node's log of one group at one moment: (index, term, digest) in index order.
 #[derive(Clone, Debug)]
 pub struct LogSnapshot {
     pub node: u64,
+    pub group: u64,
     /// Simulated milliseconds when it was taken.
     pub at_ms: u64,
     pub entries: Vec<(u64, u64, u64)>,
@@ -46,8 +48,9 @@ impl Logs {
     pub fn describe(&self) {
         for s in &self.snapshots {
             eprintln!(
-                "log n{} at {} ms: {:?}..{:?}",
+                "log n{} group {} at {} ms: {:?}..{:?}",
                 s.node,
+                s.group,
                 s.at_ms,
                 s.entries.first().map(|e| e.0),
                 s.entries.last().map(|e| e.0)
@@ -60,28 +63,31 @@ impl Logs {
     }
 
     pub fn check(&self) -> Result<(), String> {
-        // An (index, term) names one entry.
-        let mut named: BTreeMap<(u64, u64), (u64, u64)> = BTreeMap::new();
+        // An (index, term) names one entry of a group.
+        let mut named: BTreeMap<(u64, u64, u64), (u64, u64)> = BTreeMap::new();
         for s in &self.snapshots {
             for &(index, term, digest) in &s.entries {
-                match named.get(&(index, term)) {
+                match named.get(&(s.group, index, term)) {
                     Some(&(d, node)) if d != digest => {
                         return Err(format!(
-                            "log matching: entry ({index}, term {term}) differs between node \
-                             {node} and node {} (at {} ms)",
-                            s.node, s.at_ms
+                            "log matching: group {} entry ({index}, term {term}) differs \
+                             between node {node} and node {} (at {} ms)",
+                            s.group, s.node, s.at_ms
                         ));
                     }
                     Some(_) => {}
                     None => {
-                        named.insert((index, term), (digest, s.node));
+                        named.insert((s.group, index, term), (digest, s.node));
                     }
                 }
             }
         }
         // Logs that share an (index, term) share everything before it.
         for (i, a) in self.snapshots.iter().enumerate() {
-            for b in &self.snapshots[i + 1..] {
+            for b in self.snapshots[i + 1..]
+                .iter()
+                .filter(|b| b.group == a.group)
+            {
                 compare(a, b)?;
             }
         }
@@ -106,9 +112,9 @@ fn compare(a: &LogSnapshot, b: &LogSnapshot) -> Result<(), String> {
             && (bt, bd) != (term, digest)
         {
             return Err(format!(
-                "log matching: node {} (at {} ms) and node {} (at {} ms) agree at index \
-                 {upto} but differ at {index}: term {term} vs {bt}",
-                a.node, a.at_ms, b.node, b.at_ms
+                "log matching: group {}: node {} (at {} ms) and node {} (at {} ms) agree at \
+                 index {upto} but differ at {index}: term {term} vs {bt}",
+                a.group, a.node, a.at_ms, b.node, b.at_ms
             ));
         }
     }
@@ -122,6 +128,7 @@ mod tests {
     fn snap(node: u64, entries: &[(u64, u64, u64)]) -> LogSnapshot {
         LogSnapshot {
             node,
+            group: 0,
             at_ms: 0,
             entries: entries.to_vec(),
         }
@@ -136,6 +143,18 @@ mod tests {
         assert!(logs.check().is_ok());
         // Node 3 agrees at index 3 (term 2) but has a different term at index 2.
         logs.observe(snap(3, &[(1, 1, 10), (2, 2, 14), (3, 2, 12)]));
+        assert!(logs.check().is_err());
+    }
+
+    #[test]
+    fn logs_of_different_groups_are_not_compared() {
+        let mut logs = Logs::default();
+        logs.observe(snap(1, &[(1, 1, 10), (2, 1, 11)]));
+        let mut other = snap(2, &[(1, 1, 20), (2, 1, 21)]);
+        other.group = 1;
+        logs.observe(other);
+        assert!(logs.check().is_ok());
+        logs.observe(snap(3, &[(1, 1, 20)]));
         assert!(logs.check().is_err());
     }
 

@@ -1,5 +1,5 @@
 //! State machine safety: if a node has applied an entry at an index, no node ever applies a
-//! different entry at that index.
+//! different entry at that index (of the same Raft group).
 //!
 //! Observed at the state machine: every applied entry's (index, term, digest of its data), on
 //! every node, across restarts (a node that lost its unsynced applied state re-applies from
@@ -7,28 +7,29 @@
 
 use std::collections::BTreeMap;
 
-/// The first entry applied at each index, and by whom.
+/// The first entry applied at each (group, index), and by whom.
 #[derive(Debug, Default)]
 pub struct AppliedEntries {
-    by_index: BTreeMap<u64, (u64, u64, u64)>,
+    by_index: BTreeMap<(u64, u64), (u64, u64, u64)>,
     violations: Vec<String>,
     /// Entries applied, over all nodes.
     pub count: u64,
 }
 
 impl AppliedEntries {
-    /// `node` applied (index, term, digest).
-    pub fn observe(&mut self, node: u64, index: u64, term: u64, digest: u64) {
+    /// `node` applied (index, term, digest) in `group`.
+    pub fn observe(&mut self, group: u64, node: u64, index: u64, term: u64, digest: u64) {
         self.count += 1;
-        match self.by_index.get(&index) {
+        match self.by_index.get(&(group, index)) {
             None => {
-                self.by_index.insert(index, (term, digest, node));
+                self.by_index.insert((group, index), (term, digest, node));
             }
             Some(&(t, d, first)) if (t, d) != (term, digest) => {
                 if self.violations.len() < 10 {
                     self.violations.push(format!(
-                        "state machine safety: index {index}: node {first} applied term {t} \
-                         digest {d:x}, node {node} applied term {term} digest {digest:x}"
+                        "state machine safety: group {group} index {index}: node {first} \
+                         applied term {t} digest {d:x}, node {node} applied term {term} \
+                         digest {digest:x}"
                     ));
                 }
             }
@@ -36,9 +37,9 @@ impl AppliedEntries {
         }
     }
 
-    /// The highest index applied anywhere.
+    /// The highest index applied anywhere (in any group).
     pub fn highest(&self) -> u64 {
-        self.by_index.keys().next_back().copied().unwrap_or(0)
+        self.by_index.keys().map(|(_, i)| *i).max().unwrap_or(0)
     }
 
     pub fn check(&self) -> Result<(), String> {
@@ -56,11 +57,13 @@ mod tests {
     #[test]
     fn the_same_entry_twice_passes_a_different_one_fails() {
         let mut a = AppliedEntries::default();
-        a.observe(1, 5, 2, 0xab);
-        a.observe(2, 5, 2, 0xab);
-        a.observe(1, 5, 2, 0xab);
+        a.observe(0, 1, 5, 2, 0xab);
+        a.observe(0, 2, 5, 2, 0xab);
+        a.observe(0, 1, 5, 2, 0xab);
+        // Another group's entry at the same index is another entry.
+        a.observe(1, 1, 5, 4, 0xcd);
         assert!(a.check().is_ok());
-        a.observe(3, 5, 3, 0xab);
+        a.observe(0, 3, 5, 3, 0xab);
         assert!(a.check().is_err());
     }
 }
