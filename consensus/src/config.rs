@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use raft_engine::ReadableSize;
 
+use crate::disk::DiskFaults;
 use crate::error::LogStoreError;
 
 /// Settings of a [`LogStore`](crate::LogStore). Build with
@@ -25,6 +26,9 @@ pub struct LogStoreConfig {
     pub batch_compression_threshold: u64,
     /// Threads used to scan the log files when opening.
     pub recovery_threads: usize,
+    /// A fault switch over the log's files, for simulated crashes and power losses
+    /// ([`DiskFaults`]); `None` outside simulations.
+    pub disk_faults: Option<DiskFaults>,
 }
 
 impl LogStoreConfig {
@@ -37,6 +41,7 @@ impl LogStoreConfig {
             purge_threshold: 2 << 30,
             batch_compression_threshold: 8 << 10,
             recovery_threads: 2,
+            disk_faults: None,
         }
     }
 

@@ -13,6 +13,8 @@
 //! - [`GroupStorage`]: raft-rs's [`raft::Storage`] for one group.
 //! - [`SnapshotProvider`]: how `GroupStorage` gets state-machine snapshots,
 //!   which live in another crate.
+//! - [`disk`]: the file system raft-engine writes through, with a fault switch
+//!   ([`DiskFaults`]) for simulated crashes and power losses.
 //!
 //! It knows nothing of the etcd API or of what entries mean.
 //!
@@ -130,6 +132,7 @@
 //! ```
 
 mod config;
+pub mod disk;
 mod error;
 mod group_storage;
 mod layout;
@@ -144,6 +147,7 @@ pub mod transport;
 mod write_batch;
 
 pub use config::LogStoreConfig;
+pub use disk::DiskFaults;
 pub use error::LogStoreError;
 pub use group_storage::GroupStorage;
 pub use log_store::LogStore;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use raft::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
 use raft_engine::{Command, Engine, LogBatch};
 
+use crate::disk::LogFs;
+
 use crate::config::LogStoreConfig;
 use crate::error::LogStoreError;
 use crate::group_storage::GroupStorage;
@@ -39,7 +41,8 @@ impl LogStore {
     /// Opens (creating if needed) the log store in `config.dir`, recovering
     /// every group's hard state, conf state, entries and first index.
     pub fn open(config: LogStoreConfig) -> Result<Self, LogStoreError> {
-        let engine = Engine::open(config.engine_config()?)?;
+        let fs = Arc::new(LogFs::new(config.disk_faults.clone()));
+        let engine = Engine::open_with_file_system(config.engine_config()?, fs)?;
         Ok(Self {
             shared: Arc::new(Shared::new(engine)?),
             dir: config.dir,

@@ -8,6 +8,8 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
 use raft_engine::Engine;
 
+use crate::disk::LogFs;
+
 use crate::error::LogStoreError;
 use crate::layout::{
     CONF_STATE_KEY, EntryExt, HARD_STATE_KEY, SNAPSHOT_META_KEY, TRUNCATED_KEY, TruncatedState,
@@ -24,7 +26,7 @@ const FETCH_CHUNK: u64 = 256;
 /// when the last handle drops.
 pub(crate) struct Shared {
     /// The one raft-engine instance holding every group's log.
-    pub(crate) engine: Engine,
+    pub(crate) engine: Engine<LogFs>,
     /// Serialises writers, so that a batch is checked against the log it is
     /// applied to (raft-engine panics on an append it cannot place).
     write_lock: Mutex<()>,
@@ -40,7 +42,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Wraps an opened engine, caching the term of every group's last entry.
-    pub(crate) fn new(engine: Engine) -> Result<Self, LogStoreError> {
+    pub(crate) fn new(engine: Engine<LogFs>) -> Result<Self, LogStoreError> {
         let mut terms = HashMap::new();
         for group in engine.raft_groups() {
             if let Some(last) = engine.last_index(group)

@@ -156,6 +156,16 @@ impl Store<RedbBackend> {
     ) -> Result<Self, BackendError> {
         Self::open(RedbBackend::open(path)?, options)
     }
+
+    /// [`open_path`](Self::open_path) behind a fault switch over the file, for simulated
+    /// crashes and power losses.
+    pub fn open_path_with_faults(
+        path: impl AsRef<std::path::Path>,
+        options: StoreOptions,
+        faults: crate::backend::redb_faults::StoreFaults,
+    ) -> Result<Self, BackendError> {
+        Self::open(RedbBackend::open_with_faults(path, faults)?, options)
+    }
 }
 
 impl<B: Backend> Store<B> {

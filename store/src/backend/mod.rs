@@ -11,6 +11,7 @@
 #[cfg(test)]
 mod conformance;
 pub mod redb;
+pub mod redb_faults;
 
 use std::ops::ControlFlow;
 

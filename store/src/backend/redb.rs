@@ -61,6 +61,24 @@ impl RedbBackend {
         })
     }
 
+    /// Opens (creating if absent) the database file at `path` behind a fault switch, for
+    /// simulated crashes and power losses (see [`super::redb_faults`]).
+    pub fn open_with_faults(
+        path: impl AsRef<Path>,
+        faults: super::redb_faults::StoreFaults,
+    ) -> Result<Self, BackendError> {
+        let path = path.as_ref().to_path_buf();
+        let file = super::redb_faults::FaultyFile::open(&path, faults)
+            .map_err(|e| BackendError::Engine(format!("open {}: {e}", path.display())))?;
+        let db = Database::builder()
+            .create_with_backend(file)
+            .map_err(engine)?;
+        Ok(Self {
+            db: RwLock::new(db),
+            path,
+        })
+    }
+
     fn db(&self) -> Result<std::sync::RwLockReadGuard<'_, Database>, BackendError> {
         self.db
             .read()
