@@ -20,6 +20,7 @@
 //! network, the clock and the threads are the simulator's.
 
 pub mod client;
+pub mod disk;
 pub mod invariants;
 pub mod machine;
 pub mod nemesis;
@@ -121,6 +122,8 @@ pub struct Failure {
     pub holds: bool,
     /// The run's Raft groups (the replay must run as many).
     pub groups: u64,
+    /// Whether the run had power losses (the replay must too).
+    pub power_loss: bool,
 }
 
 impl fmt::Display for Failure {
@@ -135,8 +138,13 @@ impl fmt::Display for Failure {
         }
         write!(
             f,
-            "replay: {}{}MANGO_SIM_SEED={} cargo nextest run -p mango-sim --test sim replay_one_seed --run-ignored all",
+            "replay: {}{}{}MANGO_SIM_SEED={} cargo nextest run -p mango-sim --test sim replay_one_seed --run-ignored all",
             if self.holds { "MANGO_SIM_HOLDS=1 " } else { "" },
+            if self.power_loss {
+                "MANGO_SIM_POWER_LOSS=1 "
+            } else {
+                ""
+            },
             if self.groups > 1 {
                 format!("MANGO_SIM_GROUPS={} ", self.groups)
             } else {
@@ -166,6 +174,7 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
             report,
             holds: config.faults.hold,
             groups: config.groups,
+            power_loss: config.faults.power_loss,
         })
     };
     let base = if std::path::Path::new("/dev/shm").is_dir() {
@@ -190,8 +199,13 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
         .max_message_latency(LATENCY)
         .udp_capacity(1 << 14)
         .build();
+    let disks: std::collections::BTreeMap<String, disk::NodeDisk> = nodes
+        .iter()
+        .map(|n| (n.clone(), disk::NodeDisk::default()))
+        .collect();
     for (id, name) in &members {
         let spec = node::NodeSpec {
+            disk: disks.get(name).cloned().unwrap_or_default(),
             id: *id,
             members: members.clone(),
             dir: base.path().join(name),
@@ -236,6 +250,7 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
         derive(config.seed, 1),
         nodes.clone(),
         hosts,
+        disks,
         record.clone(),
     );
     let mut sim_error = None;
@@ -252,6 +267,9 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
         nemesis.act(&mut sim, now, now < config.duration);
     }
     drop(sim);
+    if let Some(e) = nemesis.failure.take() {
+        sim_error.get_or_insert(e);
+    }
     if std::env::var_os("MANGO_SIM_VERBOSE").is_some() {
         eprintln!("seed {}: simulated {:?}, checking", config.seed, end);
     }

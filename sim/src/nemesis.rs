@@ -2,11 +2,13 @@
 //! one crash and one partition at a time; each fault is healed after a while, and all are
 //! healed for the run's last phase so the invariants also see a cluster that recovered.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use crate::disk::NodeDisk;
 use crate::record::Shared;
 
 /// Which faults a run injects.
@@ -21,6 +23,9 @@ pub struct Faults {
     /// Every link of a node held for a while, then its queued messages delivered at once
     /// (what peers see of a paused process: silence, then a burst of stale messages).
     pub hold: bool,
+    /// Power losses: half the crashes also lose every file's unsynced bytes, and now and
+    /// then every node loses power at once (all restarted together).
+    pub power_loss: bool,
     /// The share of Raft messages each node drops (always on when > 0).
     pub drop_rate: f64,
     /// Mean time between faults.
@@ -35,6 +40,7 @@ impl Faults {
             partition: false,
             delay: false,
             hold: false,
+            power_loss: false,
             drop_rate: 0.0,
             every: Duration::from_secs(1),
         }
@@ -49,6 +55,8 @@ impl Faults {
             // Off in `all` so that the seeds recorded for earlier bugs keep replaying the
             // same runs; `with_holds` adds it.
             hold: false,
+            // Off in `all` for the same reason; `with_power_loss` adds it.
+            power_loss: false,
             drop_rate: 0.01,
             every: Duration::from_millis(700),
         }
@@ -63,6 +71,14 @@ impl Faults {
             ..Self::all()
         }
     }
+
+    /// Every kind of fault but holds, and power losses.
+    pub fn with_power_loss() -> Self {
+        Self {
+            power_loss: true,
+            ..Self::all()
+        }
+    }
 }
 
 /// How many faults of each kind a run injected.
@@ -72,6 +88,12 @@ pub struct FaultCounts {
     pub partitions: u32,
     pub delays: u32,
     pub holds: u32,
+    /// Crashes that were power losses (of one node, or of all at once), and of all at once.
+    pub power_losses: u32,
+    pub outages: u32,
+    /// Unsynced log bytes and store writes the power losses took.
+    pub lost_log_bytes: u64,
+    pub lost_store_writes: u64,
 }
 
 pub(crate) struct Nemesis {
@@ -82,6 +104,12 @@ pub(crate) struct Nemesis {
     hosts: Vec<String>,
     next_at: Duration,
     crashed: Option<(String, Duration)>,
+    /// Every node is down (a power loss of all), until then.
+    outage: Option<Duration>,
+    /// Each node's disk, to kill it before a crash and lose its unsynced bytes after.
+    disks: BTreeMap<String, NodeDisk>,
+    /// A fault the nemesis could not inject (fails the run).
+    pub failure: Option<String>,
     partitioned: Option<(String, Duration)>,
     delayed_until: Option<Duration>,
     held: Option<(String, Duration)>,
@@ -99,6 +127,7 @@ impl Nemesis {
         seed: u64,
         nodes: Vec<String>,
         hosts: Vec<String>,
+        disks: BTreeMap<String, NodeDisk>,
         record: Shared,
     ) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed);
@@ -110,6 +139,9 @@ impl Nemesis {
             hosts,
             next_at,
             crashed: None,
+            outage: None,
+            disks,
+            failure: None,
             partitioned: None,
             delayed_until: None,
             held: None,
@@ -128,6 +160,16 @@ impl Nemesis {
             sim.bounce(node.as_str());
             self.record.event_at(ms, format!("nemesis: restart {node}"));
             self.crashed = None;
+        }
+        if let Some(until) = self.outage
+            && (now >= until || !active)
+        {
+            for node in &self.nodes {
+                sim.bounce(node.as_str());
+            }
+            self.record
+                .event_at(ms, "nemesis: power back, restart every node".into());
+            self.outage = None;
         }
         if let Some((node, until)) = self.partitioned.clone()
             && (now >= until || !active)
@@ -160,7 +202,7 @@ impl Nemesis {
         }
         self.next_at = now + jitter(&mut self.rng, self.faults.every);
         let mut kinds = Vec::new();
-        if self.faults.crash && self.crashed.is_none() {
+        if self.faults.crash && self.crashed.is_none() && self.outage.is_none() {
             kinds.push(0);
         }
         if self.faults.partition && self.partitioned.is_none() && self.held.is_none() {
@@ -173,6 +215,9 @@ impl Nemesis {
         if self.faults.hold && self.held.is_none() && self.partitioned.is_none() {
             kinds.push(3);
         }
+        if self.faults.power_loss && self.crashed.is_none() && self.outage.is_none() {
+            kinds.push(4);
+        }
         if kinds.is_empty() {
             return;
         }
@@ -181,11 +226,30 @@ impl Nemesis {
         let lasts = Duration::from_millis(self.rng.random_range(100..2_000));
         match kind {
             0 => {
-                sim.crash(node.as_str());
-                self.record
-                    .event_at(ms, format!("nemesis: crash {node} for {lasts:?}"));
+                let power = self.faults.power_loss && self.rng.random_bool(0.5);
+                let lost = self.crash(sim, &node, power);
+                self.record.event_at(
+                    ms,
+                    format!(
+                        "nemesis: {} {node} for {lasts:?}{lost}",
+                        if power { "power loss of" } else { "crash" }
+                    ),
+                );
                 self.crashed = Some((node, now + lasts));
                 self.counts.crashes += 1;
+            }
+            4 => {
+                let mut lost = String::new();
+                for n in self.nodes.clone() {
+                    lost += &self.crash(sim, &n, true);
+                }
+                self.record.event_at(
+                    ms,
+                    format!("nemesis: power loss of every node for {lasts:?}{lost}"),
+                );
+                self.outage = Some(now + lasts);
+                self.counts.crashes += self.nodes.len() as u32;
+                self.counts.outages += 1;
             }
             1 => {
                 for h in self.hosts.iter().filter(|h| **h != node) {
@@ -216,6 +280,34 @@ impl Nemesis {
                 );
                 self.delayed_until = Some(now + lasts);
                 self.counts.delays += 1;
+            }
+        }
+    }
+}
+
+impl Nemesis {
+    /// Kills `node`'s disk, crashes the host and, for a power loss, loses its unsynced bytes.
+    /// Returns what was lost, for the trace.
+    fn crash(&mut self, sim: &mut turmoil::Sim<'_>, node: &str, power: bool) -> String {
+        let disk = self.disks.get(node).cloned().unwrap_or_default();
+        disk.kill();
+        sim.crash(node);
+        if !power {
+            return String::new();
+        }
+        self.counts.power_losses += 1;
+        match disk.lose_unsynced() {
+            Ok(lost) => {
+                self.counts.lost_log_bytes += lost.log_bytes;
+                self.counts.lost_store_writes += lost.store_writes as u64;
+                format!(
+                    " ({node}: {} unsynced log bytes, {} store writes lost)",
+                    lost.log_bytes, lost.store_writes
+                )
+            }
+            Err(e) => {
+                self.failure.get_or_insert(e);
+                String::new()
             }
         }
     }

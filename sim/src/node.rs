@@ -2,9 +2,11 @@
 //! real files, stepped at simulated instants, its messages sent as datagrams on turmoil's
 //! network, and a small client protocol (put, linearizable get) served over the same socket.
 //!
-//! A crash drops the host's runtime and so everything in it, as kill -9 drops a process (the
-//! files keep what was written to them; the store's unsynced batches are lost, as on a
-//! voter, and replayed from the Raft log); a restart opens the same files again.
+//! A crash kills the node's disk switches ([`crate::disk`]) and then drops the host's runtime
+//! and so everything in it, as kill -9 drops a process: the files keep what was written to
+//! them before, nothing written while the node shuts down reaches them (the store's unsynced
+//! batches are lost, as on a voter, and replayed from the Raft log), and a power loss also
+//! loses every file's unsynced bytes. A restart opens the same files again.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -47,6 +49,8 @@ pub struct NodeSpec {
     pub dir: PathBuf,
     /// Raft groups (0..groups), each with every node as a voter.
     pub groups: u64,
+    /// The fault switches over its files; kept across restarts.
+    pub disk: crate::disk::NodeDisk,
     /// Its seed (the run's seed mixed with its id).
     pub seed: u64,
     /// The share of outgoing Raft messages dropped.
@@ -64,6 +68,8 @@ pub struct NodeSpec {
 /// simulation).
 pub async fn run(spec: NodeSpec) -> turmoil::Result {
     let boot = spec.boots.fetch_add(1, Ordering::SeqCst);
+    // The crash that ended the last boot killed that process; this one may write.
+    spec.disk.revive();
     let id = spec.id;
     let mut rng = SmallRng::seed_from_u64(spec.seed ^ boot.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let timeouts = Arc::new(Mutex::new(SmallRng::seed_from_u64(rng.random())));
@@ -84,6 +90,7 @@ pub async fn run(spec: NodeSpec) -> turmoil::Result {
         id,
         dir: spec.dir.clone(),
         groups: spec.groups,
+        disk: spec.disk.clone(),
         config,
         voters,
         out: out_tx,

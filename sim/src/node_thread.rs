@@ -104,6 +104,8 @@ pub struct Start {
     pub dir: PathBuf,
     /// Raft groups 0..groups, each with every node as a voter.
     pub groups: u64,
+    /// The fault switches the log and the store open their files behind.
+    pub disk: crate::disk::NodeDisk,
     pub config: NodeConfig,
     pub voters: Vec<u64>,
     pub out: UnboundedSender<(u64, Vec<u8>)>,
@@ -261,16 +263,18 @@ fn open(start: Start) -> Result<Opened, String> {
     std::fs::create_dir_all(&start.dir).map_err(|e| err(&e))?;
     let log = LogStore::open(LogStoreConfig {
         recovery_threads: 1,
+        disk_faults: Some(start.disk.log.clone()),
         ..LogStoreConfig::new(start.dir.join("log"))
     })
     .map_err(|e| err(&e))?;
     // As on a voter: applied batches are not synced; the Raft log replays what a crash lost.
     let store = Arc::new(
-        Store::open_path(
+        Store::open_path_with_faults(
             start.dir.join("store.redb"),
             StoreOptions {
                 durable_apply: false,
             },
+            start.disk.store.clone(),
         )
         .map_err(|e| err(&e))?,
     );

@@ -4,7 +4,7 @@
 //! `MANGO_SIM_SEEDS=N` runs N seeds (default 6) from `MANGO_SIM_FIRST_SEED` (default 100);
 //! `MANGO_SIM_SECS` sets the faulty phase's simulated seconds (default 8); `MANGO_SIM_HOLDS=1`
 //! adds held links to the faults; `MANGO_SIM_GROUPS=N` runs N Raft groups (default 1; the
-//! several-groups test runs 3). A failing seed prints the command that replays it
+//! several-groups test runs 3); `MANGO_SIM_POWER_LOSS=1` adds power losses. A failing seed prints the command that replays it
 //! (`replay_one_seed` with `MANGO_SIM_SEED`).
 
 use std::time::{Duration, Instant};
@@ -30,6 +30,9 @@ fn config_with_groups(seed: u64, groups: u64) -> SimConfig {
     c.clients *= c.groups as usize;
     if std::env::var_os("MANGO_SIM_HOLDS").is_some() {
         c.faults = Faults::with_holds();
+    }
+    if std::env::var_os("MANGO_SIM_POWER_LOSS").is_some() {
+        c.faults = Faults::with_power_loss();
     }
     c
 }
@@ -113,6 +116,31 @@ fn seeds_with_several_groups_hold_every_invariant() {
     }
     assert!(faults.crashes > 0 && faults.partitions > 0, "{faults:?}");
     assert!(snapshots > 0, "no group's snapshot was installed");
+}
+
+/// Power losses: a crashed node also loses every byte it wrote and did not sync, and now and
+/// then every node loses power at once. Raft must have synced what it acknowledged (a
+/// follower's append, a vote, the leader's own entries), or a committed entry disappears from
+/// a quorum and a new leader overwrites it: state machine safety or the client history breaks.
+#[test]
+fn seeds_with_power_losses_hold_every_invariant() {
+    let mut faults = mango_sim::FaultCounts::default();
+    for seed in 600..603 {
+        let mut c = config(seed);
+        c.faults = Faults::with_power_loss();
+        let r = run_or_panic(&c);
+        faults.power_losses += r.faults.power_losses;
+        faults.outages += r.faults.outages;
+        faults.lost_log_bytes += r.faults.lost_log_bytes;
+    }
+    assert!(
+        faults.power_losses > 0 && faults.outages > 0,
+        "no power loss, or none of every node: {faults:?}"
+    );
+    assert!(
+        faults.lost_log_bytes > 0,
+        "the power losses found nothing unsynced to lose: {faults:?}"
+    );
 }
 
 /// Held links too: a node's messages queue up, then arrive at once (what a paused process
