@@ -18,6 +18,7 @@ mod apply;
 mod exec;
 mod handle;
 mod persist;
+mod recover;
 mod repair;
 mod runtime;
 mod stepped;

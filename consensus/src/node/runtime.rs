@@ -16,6 +16,7 @@ use super::apply::{ApplyWork, Reply, apply_loop};
 use super::exec::Exec;
 use super::handle::{Command, GroupStatus, RaftHandle, Shared, SharedGroup};
 use super::persist::{Job, persist_loop};
+use super::recover::commit_up_to_applied;
 use super::repair::repair_batched_appends;
 use super::{GroupId, NodeConfig, RaftError, StateMachine, Transport};
 use crate::{GroupStorage, LogStore, SnapshotProvider, WriteBatch};
@@ -167,6 +168,8 @@ pub(crate) fn open<S: StateMachine>(
             batch.apply_snapshot(boot.group, meta);
             log.write(batch, true).map_err(err)?;
         }
+        let applied = sm.applied_index(boot.group);
+        commit_up_to_applied(log, boot.group, applied)?;
         let mut storage = log.group_storage(boot.group);
         if let Some(p) = &provider {
             storage = storage.with_snapshot_provider(p.clone());
@@ -175,7 +178,7 @@ pub(crate) fn open<S: StateMachine>(
             id: config.id,
             election_tick: config.election_ticks,
             heartbeat_tick: config.heartbeat_ticks,
-            applied: sm.applied_index(boot.group),
+            applied,
             max_size_per_msg: config.max_size_per_msg,
             max_inflight_msgs: config.max_inflight_msgs,
             check_quorum: true,
