@@ -14,6 +14,11 @@
 //! Unknown outcomes (a client timed out, the connection broke) are kept as such: a write with
 //! no return may take effect at any instant after its call, or never; a read with no return
 //! says nothing and should be left out of the history.
+//!
+//! [`lease::check_leases`] checks leases from a recorded history: a leased key is never gone
+//! while its lease was certainly held, and never back once gone.
+
+pub mod lease;
 
 use std::collections::{BTreeMap, HashSet};
 

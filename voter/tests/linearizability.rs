@@ -7,6 +7,10 @@
 //! seen exactly the history of revisions a fresh watch from revision 1 reports: ordered, no
 //! gap, no duplicate. Writes whose outcome the client never learned are kept as unknown (they
 //! may have taken effect, late, or not at all); failed reads are dropped (they had no effect).
+//! Leases too: two clients grant short leases, put a key with each, keep some alive a few
+//! times and let them lapse, while a reader lists the leased keys; no key may be gone while
+//! its lease was certainly held, none may come back once gone, and every one is gone a while
+//! after the run (mango-checker's `lease`).
 //!
 //! Bounded: `MANGO_JEPSEN_SECS` sets the run's length (default 8 s, for CI); a longer run is
 //! `MANGO_JEPSEN_SECS=120 cargo nextest run -p mango-voter --test linearizability`.
@@ -18,9 +22,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, ConnectOptions, WatchOptions};
+use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions, WatchOptions};
 use harness::Cluster;
 use harness::netns::Netns;
+use mango_checker::lease::{KeysSeen, LeaseLife, check_leases};
 use mango_checker::{Op, Operation, Xorshift, bound_unknown_writes, check_register, jepsen_secs};
 
 const KEYS: usize = 4;
@@ -101,6 +106,103 @@ async fn client_loop(
         }
     }
     (ok, failed)
+}
+
+/// The leases' TTL (seconds), and the pause between keep-alives.
+const LEASE_TTL: i64 = 2;
+const KEEP_ALIVE_EVERY: Duration = Duration::from_millis(500);
+
+type Lives = Arc<Mutex<Vec<LeaseLife>>>;
+
+async fn connect(endpoints: &[String]) -> Client {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_timeout(Duration::from_secs(2));
+    loop {
+        if let Ok(c) = Client::connect(endpoints.to_vec(), Some(options.clone())).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One lease client: grants a lease, puts a key of its own with it, keeps it alive 0 to 4
+/// times, lets it lapse and starts the next; records each life whose put returned. Returns
+/// (lives, keep-alives answered).
+async fn lease_loop(
+    id: usize,
+    endpoints: Vec<String>,
+    start: Instant,
+    until: Instant,
+    lives: Lives,
+) -> (usize, usize) {
+    let mut client = connect(&endpoints).await;
+    let mut rng = Xorshift(0x5851_f42d_4c95_7f2d ^ (id as u64 + 1));
+    let now = || start.elapsed().as_nanos() as u64;
+    let ttl_ns = |ttl: i64| Duration::from_secs(ttl.max(0) as u64).as_nanos() as u64;
+    let (mut n, mut recorded, mut kept) = (0u64, 0, 0);
+    while Instant::now() < until {
+        n += 1;
+        let key = format!("lease/c{id}-{n}");
+        let call = now();
+        let Ok(grant) = client.lease_grant(LEASE_TTL, None).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut held = vec![(call, ttl_ns(grant.ttl()))];
+        let put = PutOptions::new().with_lease(grant.id());
+        // A put whose outcome is unknown says nothing certain about its key: left out.
+        if client.put(key.as_str(), "v", Some(put)).await.is_err() {
+            continue;
+        }
+        let put_ret = now();
+        let times = rng.next_u64() % 5;
+        if times > 0
+            && let Ok((mut keeper, mut answers)) = client.lease_keep_alive(grant.id()).await
+        {
+            for _ in 0..times {
+                tokio::time::sleep(KEEP_ALIVE_EVERY).await;
+                let call = now();
+                if keeper.keep_alive().await.is_err() {
+                    break;
+                }
+                match tokio::time::timeout(Duration::from_secs(2), answers.message()).await {
+                    Ok(Ok(Some(a))) if a.ttl() > 0 => {
+                        held.push((call, ttl_ns(a.ttl())));
+                        kept += 1;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        lives.lock().unwrap().push(LeaseLife {
+            key: key.into_bytes(),
+            put_ret,
+            held,
+        });
+        recorded += 1;
+    }
+    (recorded, kept)
+}
+
+/// Lists the leased keys (a linearizable range) every 150 ms until `end`.
+async fn lease_reader(endpoints: Vec<String>, start: Instant, end: Instant) -> Vec<KeysSeen> {
+    let mut client = connect(&endpoints).await;
+    let now = || start.elapsed().as_nanos() as u64;
+    let mut reads = Vec::new();
+    while Instant::now() < end {
+        let call = now();
+        let opts = GetOptions::new().with_prefix().with_keys_only();
+        if let Ok(r) = client.get("lease/", Some(opts)).await {
+            reads.push(KeysSeen {
+                call,
+                ret: now(),
+                present: r.kvs().iter().map(|kv| kv.key().to_vec()).collect(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    reads
 }
 
 /// One watcher's view: (key, mod revision, value) of every event, in the order received.
@@ -242,6 +344,19 @@ async fn kv_history_is_linearizable_under_kills_pauses_and_partitions() {
             history.clone(),
         )));
     }
+    let lives: Lives = Arc::default();
+    let leasers: Vec<_> = (0..2)
+        .map(|i| {
+            let mut eps = endpoints.clone();
+            eps.rotate_left(i + 1);
+            tokio::spawn(lease_loop(i, eps, start, until, lives.clone()))
+        })
+        .collect();
+    let reader = tokio::spawn(lease_reader(
+        endpoints.clone(),
+        start,
+        until + Duration::from_secs(LEASE_TTL as u64 + 3),
+    ));
     let watchers: Vec<_> = (0..2)
         .map(|i| {
             let mut eps = endpoints.clone();
@@ -261,6 +376,31 @@ async fn kv_history_is_linearizable_under_kills_pauses_and_partitions() {
     }
     let (c, did) = faults.await.unwrap();
     c.wait_leader(Duration::from_secs(20));
+    let (mut leases, mut keep_alives) = (0, 0);
+    for t in leasers {
+        let (l, k) = t.await.unwrap();
+        leases += l;
+        keep_alives += k;
+    }
+    let mut lease_reads = reader.await.unwrap();
+    // Every lease lapsed: a while after the run, every leased key is gone.
+    let mut client = connect(&endpoints).await;
+    let deadline = Instant::now() + Duration::from_secs(LEASE_TTL as u64 + 15);
+    let left = loop {
+        let opts = GetOptions::new().with_prefix().with_keys_only();
+        let call = start.elapsed().as_nanos() as u64;
+        if let Ok(r) = client.get("lease/", Some(opts)).await {
+            let present: std::collections::BTreeSet<Vec<u8>> =
+                r.kvs().iter().map(|kv| kv.key().to_vec()).collect();
+            let ret = start.elapsed().as_nanos() as u64;
+            let empty = present.is_empty();
+            lease_reads.push(KeysSeen { call, ret, present });
+            if empty || Instant::now() > deadline {
+                break r.kvs().len();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     let mut watched = Vec::new();
     for w in watchers {
         watched.push(w.await.unwrap());
@@ -285,6 +425,21 @@ async fn kv_history_is_linearizable_under_kills_pauses_and_partitions() {
         did.iter().any(|d| d.starts_with("kill")),
         "the nemesis did nothing"
     );
+    let lives = lives.lock().unwrap().clone();
+    eprintln!(
+        "{leases} lease lives ({} recorded), {keep_alives} keep-alives answered, {} reads of \
+         the leased keys",
+        lives.len(),
+        lease_reads.len()
+    );
+    assert!(leases > 0, "no lease life completed");
+    assert_eq!(
+        left, 0,
+        "leased keys still there long after their leases lapsed"
+    );
+    if let Err(e) = check_leases(&lives, &lease_reads) {
+        panic!("leases: {e}; faults: {did:?}");
+    }
     // Watches through the faults: ordered, no duplicate, nothing missing, values right.
     assert!(!truth.is_empty());
     for (i, (events, reconnects)) in watched.iter().enumerate() {
