@@ -168,8 +168,7 @@ pub(crate) fn open<S: StateMachine>(
             batch.apply_snapshot(boot.group, meta);
             log.write(batch, true).map_err(err)?;
         }
-        let applied = sm.applied_index(boot.group);
-        commit_up_to_applied(log, boot.group, applied)?;
+        let applied = commit_up_to_applied(log, boot.group, sm.applied_index(boot.group))?;
         let mut storage = log.group_storage(boot.group);
         if let Some(p) = &provider {
             storage = storage.with_snapshot_provider(p.clone());
