@@ -1,4 +1,5 @@
-//! A partition: the leader's peer traffic is cut (iptables on per-voter loopback addresses).
+//! A partition: the leader's peer traffic is cut (each voter in its own network namespace,
+//! the cut a firewall inside the leader's, so clients still reach it).
 //! The majority elects a new leader and keeps taking writes; the isolated voter takes none;
 //! after healing, everyone converges and no acknowledged write is lost.
 #![allow(clippy::unwrap_used)]
@@ -8,25 +9,22 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use harness::Cluster;
-use harness::netfault::Partition;
+use harness::netns::Netns;
 
 #[test]
 fn isolated_leader_is_replaced_and_the_partition_heals_without_losing_writes() {
     assert!(
-        Partition::available(),
-        "this test needs iptables (root): apt-get install iptables"
+        Netns::available(),
+        "this test needs network namespaces (root, iproute2, iptables)"
     );
-    let c = Cluster::start_hosts(3, &[], true);
+    let net = Netns::create(3);
+    let c = Cluster::start_in(&net, &[]);
     for i in 0..20 {
         c.etcdctl(&["put", &format!("before/{i:02}"), "v"]);
     }
     let old = c.wait_leader(Duration::from_secs(10));
     let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
-    let peers: Vec<(String, u16)> = others
-        .iter()
-        .map(|&i| (c.voters[i].host.clone(), c.voters[i].peer_port))
-        .collect();
-    let cut = Partition::isolate(&c.voters[old].host, c.voters[old].peer_port, &peers);
+    net.cut_peers(old);
 
     // The majority elects a new leader.
     let majority = others
@@ -75,7 +73,7 @@ fn isolated_leader_is_replaced_and_the_partition_heals_without_losing_writes() {
         "a write on the isolated side succeeded"
     );
 
-    cut.heal();
+    net.heal_peers(old);
     // Everyone converges: the old leader serves the majority's writes locally.
     c.wait_local_count(old, "during/", 20, Duration::from_secs(20));
     let all = c.etcdctl(&["get", "", "--from-key", "--keys-only"]);

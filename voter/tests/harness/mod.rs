@@ -4,7 +4,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod etcd;
-pub mod netfault;
 pub mod netns;
 pub mod proxy;
 
@@ -66,29 +65,17 @@ impl Cluster {
         Self::start_with(n, &[])
     }
 
-    /// Starts `n` voters with extra flags.
+    /// Starts `n` voters with extra flags, all on 127.0.0.1.
     pub fn start_with(n: usize, extra: &[&str]) -> Self {
-        Self::start_hosts(n, extra, false)
+        let mut cluster = Self::build(n, extra, |_| "127.0.0.1".into());
+        cluster.start_all();
+        cluster
     }
 
     /// Starts one voter on each host of `net`, each in its own network namespace.
     pub fn start_in(net: &netns::Netns, extra: &[&str]) -> Self {
         let mut cluster = Self::build(net.hosts.len(), extra, |i| net.hosts[i].clone());
         cluster.netns = net.names.clone();
-        cluster.start_all();
-        cluster
-    }
-
-    /// Starts `n` voters, each on its own loopback address (127.0.0.2, .3, ...) when
-    /// `own_hosts`, else all on 127.0.0.1.
-    pub fn start_hosts(n: usize, extra: &[&str], own_hosts: bool) -> Self {
-        let mut cluster = Self::build(n, extra, |i| {
-            if own_hosts {
-                format!("127.0.0.{}", i + 2)
-            } else {
-                "127.0.0.1".into()
-            }
-        });
         cluster.start_all();
         cluster
     }
