@@ -261,12 +261,23 @@ fn fnv(parts: &[&str]) -> u64 {
     h
 }
 
-/// A member's id: from its peer URLs and the cluster token, as etcd derives it (not 0). A
-/// member added later gets the id it will compute itself when it starts.
+/// A founding member's id: from its peer URLs and the cluster token, as etcd derives it (not
+/// 0), so every founder computes every founder's id alike.
 pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
+    added_member_id(peer_urls, token, "")
+}
+
+/// The id of a member added to a running cluster: its peer URLs and the token salted with
+/// `salt` (the time of the add, as etcd salts), so a machine added back with the same peer
+/// URLs after it was removed is a new member; it learns the id when it joins
+/// ([`crate::identity`]).
+pub fn added_member_id(peer_urls: &[String], token: &str, salt: &str) -> u64 {
     let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
     urls.sort_unstable();
     urls.push(token);
+    if !salt.is_empty() {
+        urls.push(salt);
+    }
     fnv(&urls).max(1)
 }
 

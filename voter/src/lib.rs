@@ -2,6 +2,7 @@
 //! and the server wiring. The binary only parses flags and calls [`server::run`].
 
 pub mod config;
+pub mod identity;
 pub mod leases;
 pub mod lessor;
 mod logging;

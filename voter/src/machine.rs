@@ -170,6 +170,15 @@ impl StateMachine for StoreMachine {
             ));
         }
         let _ = std::fs::remove_file(&path);
+        // The registry came with the snapshot: the transport must know where each member is
+        // (a newcomer knew only the members it was told about when it joined).
+        if let Ok(members) = self.store.read(group).and_then(|v| v.members()) {
+            for m in members {
+                if let Some(url) = m.peer_urls.first() {
+                    self.peers.set(m.id, url.clone());
+                }
+            }
+        }
         self.announce_revision(group);
         tracing::info!(group, index, "installed a snapshot from the leader");
         Ok(())

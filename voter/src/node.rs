@@ -288,9 +288,18 @@ impl EtcdNode for VoterNode {
         {
             return Err(NodeError::PeerUrlExists);
         }
-        // The same id the new member computes from its own peer URLs when it starts with
-        // --initial-cluster-state existing.
-        let id = crate::config::member_id(&peer_urls, &self.token);
+        // An id of its own, never one a removed member had (the newcomer asks for it when it
+        // starts with --initial-cluster-state existing).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let mut salt = now;
+        let mut id = crate::config::added_member_id(&peer_urls, &self.token, &salt.to_string());
+        while infos.iter().any(|m| m.id == id) {
+            salt += 1;
+            id = crate::config::added_member_id(&peer_urls, &self.token, &salt.to_string());
+        }
         let info = MemberInfo {
             id,
             name: String::new(),

@@ -68,7 +68,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .iter()
         .position(|m| m.name == config.name)
         .context("this member is not in --initial-cluster")?;
-    let my_id = ids[me];
     let cluster = cluster_id(&ids, &token);
     let joining = config.joining()?;
     std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
@@ -84,6 +83,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         )
         .context("opening the store")?,
     );
+    let others: Vec<String> = initial
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != me)
+        .filter_map(|(_, m)| m.peer_urls.first().cloned())
+        .collect();
+    let (my_id, learned_peers) = crate::identity::resolve(crate::identity::Start {
+        member_dir: &member_dir,
+        joining,
+        founding_id: ids[me],
+        my_peer_urls: &config.peer_advertise(),
+        others: &others,
+        knows_members: !store.read(0)?.members()?.is_empty(),
+        patience: crate::identity::IDENTIFY_FOR,
+    })
+    .await?;
     let infos: Vec<MemberInfo> = initial
         .iter()
         .zip(&ids)
@@ -112,11 +127,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             peers.set(m.id, url.clone());
         }
     }
-    for m in &infos {
-        if peers.get(m.id).is_none()
-            && let Some(url) = m.peer_urls.first()
-        {
-            peers.set(m.id, url.clone());
+    if joining {
+        // The founders' hashed ids name members that may have been replaced since; the
+        // member that told this one its id told it where everyone is.
+        for (id, url) in learned_peers {
+            if peers.get(id).is_none() {
+                peers.set(id, url);
+            }
+        }
+    } else {
+        for m in &infos {
+            if peers.get(m.id).is_none()
+                && let Some(url) = m.peer_urls.first()
+            {
+                peers.set(m.id, url.clone());
+            }
         }
     }
 
@@ -207,6 +232,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         let service = PeerServer::new(PeerService::new(
             raft.clone(),
             Arc::new(Staging(staging.clone())),
+            voter.peers.clone(),
         ))
         .max_decoding_message_size(64 << 20);
         let mut stop = stop_rx.clone();

@@ -1,5 +1,6 @@
 //! Membership: a fourth voter added after the log was compacted catches up by snapshot; then
-//! it is removed.
+//! it is removed. A Raft learner is added and promoted. A member removed and added back at the
+//! same peer URL is a new member with a new id.
 #![allow(clippy::unwrap_used)]
 
 mod harness;
@@ -162,4 +163,104 @@ fn a_raft_learner_is_added_catches_up_and_is_promoted() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The member list as the voters `at` see it, once it satisfies `ok` (within 10 s).
+fn member_list_at_until(c: &Cluster, at: &[usize], ok: impl Fn(&str) -> bool) -> String {
+    let endpoints = at
+        .iter()
+        .map(|&i| c.voters[i].endpoint())
+        .collect::<Vec<_>>()
+        .join(",");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Cluster::etcdctl_at(&endpoints, &["member", "list"]);
+        let list = String::from_utf8_lossy(&out.stdout).into_owned();
+        if (out.status.success() && ok(&list)) || Instant::now() > deadline {
+            return list;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn id_at(list: &str, peer: &str) -> Option<String> {
+    list.lines()
+        .find(|l| l.contains(peer))
+        .and_then(|l| l.split(',').next())
+        .map(str::to_string)
+}
+
+/// As with etcd, a machine removed and added back at the same peer URL (its data wiped) is a
+/// new member with an id of its own: with its old id and none of its old votes it could vote
+/// twice in one term. It learns the id from the others when it joins, and works as a voter.
+#[test]
+fn a_member_removed_and_added_back_at_the_same_peer_url_gets_a_new_id() {
+    let mut c = Cluster::start(3);
+    put_many(&c.endpoints(), 50);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let victim = (leader + 1) % 3;
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != victim).collect();
+    let peer = c.voters[victim].peer_url();
+    let list = member_list_at_until(&c, &survivors, |l| l.lines().count() == 3);
+    let old_id = id_at(&list, &peer).unwrap();
+    let at_survivors = survivors
+        .iter()
+        .map(|&i| c.voters[i].endpoint())
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = Cluster::etcdctl_at(&at_survivors, &["member", "remove", &old_id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    member_list_at_until(&c, &survivors, |l| l.lines().count() == 2);
+    c.kill(victim);
+    std::fs::remove_dir_all(&c.voters[victim].data_dir).unwrap();
+
+    let out = Cluster::etcdctl_at(
+        &at_survivors,
+        &[
+            "member",
+            "add",
+            &c.voters[victim].name,
+            &format!("--peer-urls={peer}"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.spawn(victim, "existing");
+    c.wait_local_count(victim, "bulk/", 50, Duration::from_secs(30));
+    let list = member_list_at_until(&c, &survivors, |l| l.lines().count() == 3);
+    let new_id = id_at(&list, &peer).unwrap();
+    assert_ne!(
+        new_id, old_id,
+        "the machine came back as the member it was:\n{list}"
+    );
+    // It is a voter: with the other follower stopped, writes still commit.
+    let other = survivors.iter().copied().find(|&i| i != leader).unwrap();
+    c.kill(other);
+    let rest = [leader, victim]
+        .iter()
+        .map(|&i| c.voters[i].endpoint())
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = Cluster::etcdctl_at(&rest, &["--command-timeout=10s", "put", "after", "yes"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Restarted, it runs with the id it was given.
+    c.kill(victim);
+    c.spawn(victim, "existing");
+    c.wait_local_count(victim, "after", 1, Duration::from_secs(20));
+    let log = c.log_of(victim);
+    assert!(
+        log.contains(new_id.trim_start_matches("0x")),
+        "the restarted member does not say it is {new_id}"
+    );
 }

@@ -44,6 +44,37 @@ impl PeerUrls {
     pub fn get(&self, id: u64) -> Option<String> {
         self.0.read().ok()?.get(&id).cloned()
     }
+
+    /// Every (id, URL) known, by id.
+    pub fn entries(&self) -> Vec<(u64, String)> {
+        let mut all: Vec<(u64, String)> = self
+            .0
+            .read()
+            .map(|m| m.iter().map(|(id, url)| (*id, url.clone())).collect())
+            .unwrap_or_default();
+        all.sort_unstable();
+        all
+    }
+}
+
+/// Asks the voter at `url` which member id it knows by `peer_urls` (0: none) and every peer
+/// URL it knows (see `mangopb.Peer/Identify`).
+pub async fn identify(
+    url: &str,
+    peer_urls: &[String],
+) -> Result<(u64, Vec<(u64, String)>), String> {
+    let mut client = PeerClient::new(connect(url, None).await?);
+    let answer = client
+        .identify(mango_proto::mangopb::IdentifyRequest {
+            peer_urls: peer_urls.to_vec(),
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    Ok((
+        answer.id,
+        answer.peers.into_iter().map(|p| (p.id, p.url)).collect(),
+    ))
 }
 
 /// [`Transport`] over the `mangopb.Peer` gRPC service.

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use raft::eraftpb::Snapshot;
 
-pub use client::{GrpcTransport, PeerUrls};
+pub use client::{GrpcTransport, PeerUrls, identify};
 pub use server::PeerService;
 
 use crate::node::GroupId;

@@ -4,24 +4,34 @@ use std::io::Write;
 use std::sync::Arc;
 
 use mango_proto::mangopb::peer_server::Peer;
-use mango_proto::mangopb::{PeerBatch, PeerStreamEnd, SnapshotAck, SnapshotChunk};
+use mango_proto::mangopb::{
+    IdentifyRequest, IdentifyResponse, PeerAddress, PeerBatch, PeerStreamEnd, SnapshotAck,
+    SnapshotChunk,
+};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{SnapshotSink, unframe};
+use super::{PeerUrls, SnapshotSink, unframe};
 use crate::node::RaftHandle;
 
 /// Serves peers' Raft traffic into the local node.
 pub struct PeerService<O> {
     handle: RaftHandle<O>,
     sink: Arc<dyn SnapshotSink>,
+    /// The node's address book, for `Identify`.
+    directory: PeerUrls,
 }
 
 impl<O> PeerService<O> {
-    /// A service stepping messages into `handle` and staging snapshots through `sink`.
-    pub fn new(handle: RaftHandle<O>, sink: Arc<dyn SnapshotSink>) -> Self {
-        Self { handle, sink }
+    /// A service stepping messages into `handle`, staging snapshots through `sink`, and
+    /// answering `Identify` from `directory` (the address book the transport sends with).
+    pub fn new(handle: RaftHandle<O>, sink: Arc<dyn SnapshotSink>, directory: PeerUrls) -> Self {
+        Self {
+            handle,
+            sink,
+            directory,
+        }
     }
 }
 
@@ -84,5 +94,27 @@ impl<O: Send + 'static> Peer for PeerService<O> {
             .step(first.group, message)
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(SnapshotAck {}))
+    }
+
+    async fn identify(
+        &self,
+        request: Request<IdentifyRequest>,
+    ) -> Result<Response<IdentifyResponse>, Status> {
+        let wanted = request.into_inner().peer_urls;
+        let peers = self.directory.entries();
+        let mut ids: Vec<u64> = peers
+            .iter()
+            .filter(|(_, url)| wanted.contains(url))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.dedup();
+        Ok(Response::new(IdentifyResponse {
+            // Two ids for one URL: not a question this voter can answer.
+            id: if ids.len() == 1 { ids[0] } else { 0 },
+            peers: peers
+                .into_iter()
+                .map(|(id, url)| PeerAddress { id, url })
+                .collect(),
+        }))
     }
 }
