@@ -264,3 +264,57 @@ fn a_member_removed_and_added_back_at_the_same_peer_url_gets_a_new_id() {
         "the restarted member does not say it is {new_id}"
     );
 }
+
+/// The leading member removed (etcdctl asked of the leader itself): the other two elect a
+/// leader of their own and take writes, and the removed one stops leading without a panic.
+/// raft-rs 0.7 leaves a removed leader leading with no progress of its own, and its next
+/// append response panicked (found by the simulator, seed 840).
+#[test]
+fn the_leading_member_removed_steps_down_and_the_rest_go_on() {
+    let c = Cluster::start(3);
+    put_many(&c.endpoints(), 20);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let rest: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let list = member_list_at_until(&c, &rest, |l| l.lines().count() == 3);
+    let id = id_at(&list, &c.voters[leader].peer_url()).unwrap();
+    let out = Cluster::etcdctl_at(&c.voters[leader].endpoint(), &["member", "remove", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    member_list_at_until(&c, &rest, |l| l.lines().count() == 2);
+    let at_rest = rest
+        .iter()
+        .map(|&i| c.voters[i].endpoint())
+        .collect::<Vec<_>>()
+        .join(",");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Cluster::etcdctl_at(&at_rest, &["put", "after-removal", "yes"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the two remaining members take no write: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for &i in &rest {
+        c.wait_local_count(i, "after-removal", 1, Duration::from_secs(10));
+    }
+    // Heartbeats and append responses keep arriving at the removed member for a while.
+    std::thread::sleep(Duration::from_secs(2));
+    let log = c.log_of(leader);
+    assert!(
+        !log.contains("panicked"),
+        "the removed leader panicked:\n{log}"
+    );
+    let status = c.status(leader);
+    assert!(
+        status.is_some(),
+        "the removed member no longer answers Status:\n{log}"
+    );
+}

@@ -745,7 +745,10 @@ fn apply_entries<S: StateMachine>(
                 .and_then(|cc| g.raw.apply_conf_change(&cc).map_err(|e| e.to_string()))
         };
         match result {
-            Ok(cs) => batch.set_conf_state(id, cs),
+            Ok(cs) => {
+                step_down_if_removed(node, &mut g.raw, &cs);
+                batch.set_conf_state(id, cs);
+            }
             Err(e) => {
                 return Err(format!(
                     "applying a configuration change at {}: {e}",
@@ -763,6 +766,21 @@ fn apply_entries<S: StateMachine>(
         entries,
         waiters,
     })
+}
+
+/// A leader that a configuration change removed (or made a learner) stops leading at once.
+/// raft-rs 0.7 leaves it leading (`post_conf_change` returns early, "untested"), with its own
+/// progress gone from the tracker, so the next append response it handles panics in
+/// `maybe_commit` (an `unwrap` on its own progress). Stepping down in the same term keeps its
+/// vote; it is no longer promotable, so it never campaigns, and the remaining voters elect a
+/// leader of their own after an election timeout. Found by the simulator (seed 840 with held
+/// links and membership changes).
+fn step_down_if_removed(node: u64, raw: &mut RawNode<GroupStorage>, cs: &raft::eraftpb::ConfState) {
+    let voter = cs.voters.contains(&node) || cs.voters_outgoing.contains(&node);
+    if raw.raft.state == StateRole::Leader && !voter {
+        let term = raw.raft.term;
+        raw.raft.become_follower(term, raft::INVALID_ID);
+    }
 }
 
 /// Sets the election timeout of a group whose election clock was just reset (raft-rs draws
