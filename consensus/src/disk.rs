@@ -99,6 +99,11 @@ impl DiskFaults {
         Ok(lost)
     }
 
+    /// The files were deleted (a machine wiped): nothing is left to lose.
+    pub fn forget(&self) {
+        self.state().files.clear();
+    }
+
     /// The next process starts: its I/O reaches the files again.
     pub fn revive(&self) {
         self.state().dead = false;

@@ -95,6 +95,8 @@ pub async fn run(spec: ClientSpec) -> turmoil::Result {
                 ),
             ),
             (Request::Get { .. }, other) => (None, None, format!("get failed ({})", why(other))),
+            // Clients make no membership changes.
+            (Request::Member { .. }, _) => (None, None, "membership change".into()),
         };
         spec.record.event(format!(
             "c{} #{n} {} {node}: {line}",

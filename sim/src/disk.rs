@@ -44,6 +44,12 @@ impl NodeDisk {
         })
     }
 
+    /// The node's files were wiped: nothing is left to lose.
+    pub fn forget(&self) {
+        self.log.forget();
+        self.store.forget();
+    }
+
     /// The node starts again.
     pub fn revive(&self) {
         self.log.revive();

@@ -23,6 +23,7 @@ pub mod client;
 pub mod disk;
 pub mod invariants;
 pub mod machine;
+pub mod membership;
 pub mod nemesis;
 pub mod node;
 pub mod node_thread;
@@ -124,6 +125,8 @@ pub struct Failure {
     pub groups: u64,
     /// Whether the run had power losses (the replay must too).
     pub power_loss: bool,
+    /// Whether the run replaced machines (the replay must too).
+    pub membership: bool,
 }
 
 impl fmt::Display for Failure {
@@ -138,10 +141,15 @@ impl fmt::Display for Failure {
         }
         write!(
             f,
-            "replay: {}{}{}MANGO_SIM_SEED={} cargo nextest run -p mango-sim --test sim replay_one_seed --run-ignored all",
+            "replay: {}{}{}{}MANGO_SIM_SEED={} cargo nextest run -p mango-sim --test sim replay_one_seed --run-ignored all",
             if self.holds { "MANGO_SIM_HOLDS=1 " } else { "" },
             if self.power_loss {
                 "MANGO_SIM_POWER_LOSS=1 "
+            } else {
+                ""
+            },
+            if self.membership {
+                "MANGO_SIM_MEMBERSHIP=1 "
             } else {
                 ""
             },
@@ -175,6 +183,7 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
             holds: config.faults.hold,
             groups: config.groups,
             power_loss: config.faults.power_loss,
+            membership: config.faults.membership,
         })
     };
     let base = if std::path::Path::new("/dev/shm").is_dir() {
@@ -203,11 +212,25 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
         .iter()
         .map(|n| (n.clone(), disk::NodeDisk::default()))
         .collect();
+    let directory = membership::Directory::default();
+    let mut replaceable = std::collections::BTreeMap::new();
     for (id, name) in &members {
+        directory.insert(*id, name);
+        let identity = membership::Identity::founder(*id);
+        let disk = disks.get(name).cloned().unwrap_or_default();
+        replaceable.insert(
+            name.clone(),
+            membership::Host {
+                identity: identity.clone(),
+                disk: disk.clone(),
+                dir: base.path().join(name),
+            },
+        );
         let spec = node::NodeSpec {
-            disk: disks.get(name).cloned().unwrap_or_default(),
-            id: *id,
-            members: members.clone(),
+            disk,
+            identity,
+            initial_voters: members.iter().map(|(id, _)| *id).collect(),
+            directory: directory.clone(),
             dir: base.path().join(name),
             groups: config.groups,
             seed: derive(config.seed, 100 + id),
@@ -244,6 +267,23 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
         };
         sim.client(name.as_str(), client::run(spec));
     }
+    let replacements = membership::Replacements::default();
+    if config.faults.membership {
+        sim.client(
+            "admin",
+            membership::admin(membership::AdminSpec {
+                hosts: replaceable
+                    .iter()
+                    .map(|(name, h)| (name.clone(), h.identity.clone()))
+                    .collect(),
+                groups: config.groups,
+                replacements: replacements.clone(),
+                seed: derive(config.seed, 300),
+                until: config.duration,
+                record: record.clone(),
+            }),
+        );
+    }
     let hosts: Vec<String> = nodes.iter().chain(&clients).cloned().collect();
     let mut nemesis = Nemesis::new(
         config.faults.clone(),
@@ -265,6 +305,18 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
         }
         let now = sim.elapsed();
         nemesis.act(&mut sim, now, now < config.duration);
+        if config.faults.membership {
+            let ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+            match replacements.act(&mut sim, &replaceable, &directory, &record, ms, |h| {
+                nemesis.is_down(h)
+            }) {
+                Ok(n) => nemesis.counts.replacements += n,
+                Err(e) => {
+                    sim_error = Some(e);
+                    break;
+                }
+            }
+        }
     }
     drop(sim);
     if let Some(e) = nemesis.failure.take() {

@@ -26,6 +26,9 @@ pub struct Faults {
     /// Power losses: half the crashes also lose every file's unsynced bytes, and now and
     /// then every node loses power at once (all restarted together).
     pub power_loss: bool,
+    /// Machines replaced now and then: member removed, machine wiped, added back as a new
+    /// member ([`crate::membership`]).
+    pub membership: bool,
     /// The share of Raft messages each node drops (always on when > 0).
     pub drop_rate: f64,
     /// Mean time between faults.
@@ -41,6 +44,7 @@ impl Faults {
             delay: false,
             hold: false,
             power_loss: false,
+            membership: false,
             drop_rate: 0.0,
             every: Duration::from_secs(1),
         }
@@ -57,6 +61,7 @@ impl Faults {
             hold: false,
             // Off in `all` for the same reason; `with_power_loss` adds it.
             power_loss: false,
+            membership: false,
             drop_rate: 0.01,
             every: Duration::from_millis(700),
         }
@@ -68,6 +73,14 @@ impl Faults {
     pub fn with_holds() -> Self {
         Self {
             hold: true,
+            ..Self::all()
+        }
+    }
+
+    /// Every kind of fault but holds and power losses, and machines replaced.
+    pub fn with_membership() -> Self {
+        Self {
+            membership: true,
             ..Self::all()
         }
     }
@@ -94,6 +107,8 @@ pub struct FaultCounts {
     /// Unsynced log bytes and store writes the power losses took.
     pub lost_log_bytes: u64,
     pub lost_store_writes: u64,
+    /// Machines wiped and restarted as new members.
+    pub replacements: u32,
 }
 
 pub(crate) struct Nemesis {
@@ -286,6 +301,11 @@ impl Nemesis {
 }
 
 impl Nemesis {
+    /// Whether the nemesis holds `node` down (it restarts it itself).
+    pub fn is_down(&self, node: &str) -> bool {
+        self.outage.is_some() || self.crashed.as_ref().is_some_and(|(n, _)| n == node)
+    }
+
     /// Kills `node`'s disk, crashes the host and, for a power loss, loses its unsynced bytes.
     /// Returns what was lost, for the trace.
     fn crash(&mut self, sim: &mut turmoil::Sim<'_>, node: &str, power: bool) -> String {

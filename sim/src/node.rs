@@ -8,7 +8,6 @@
 //! batches are lost, as on a voter, and replayed from the Raft log), and a power loss also
 //! loses every file's unsynced bytes. A restart opens the same files again.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -41,10 +40,13 @@ const LOG_SNAPSHOT_EVERY: Duration = Duration::from_millis(1_000);
 /// What a simulated node is.
 #[derive(Clone, Debug)]
 pub struct NodeSpec {
-    /// Raft id (1..=n).
-    pub id: u64,
-    /// Every node's (id, host name), this one included.
-    pub members: Vec<(u64, String)>,
+    /// Its Raft id now (1..=n for founders; a replaced machine gets a new one), and whether
+    /// it joins an existing cluster.
+    pub identity: crate::membership::Identity,
+    /// The founding voters' ids.
+    pub initial_voters: Vec<u64>,
+    /// Where each node id runs.
+    pub directory: crate::membership::Directory,
     /// Where its files are; kept across restarts.
     pub dir: PathBuf,
     /// Raft groups (0..groups), each with every node as a voter.
@@ -70,7 +72,7 @@ pub async fn run(spec: NodeSpec) -> turmoil::Result {
     let boot = spec.boots.fetch_add(1, Ordering::SeqCst);
     // The crash that ended the last boot killed that process; this one may write.
     spec.disk.revive();
-    let id = spec.id;
+    let (id, joins) = spec.identity.get();
     let mut rng = SmallRng::seed_from_u64(spec.seed ^ boot.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let timeouts = Arc::new(Mutex::new(SmallRng::seed_from_u64(rng.random())));
     let config = NodeConfig {
@@ -84,7 +86,12 @@ pub async fn run(spec: NodeSpec) -> turmoil::Result {
         }))),
         ..Default::default()
     };
-    let voters = spec.members.iter().map(|(id, _)| *id).collect();
+    // A replaced machine joins: the leader sends it a snapshot once it is added.
+    let voters = if joins {
+        Vec::new()
+    } else {
+        spec.initial_voters.clone()
+    };
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(u64, Vec<u8>)>();
     let (mut node, handle, store) = NodeThread::start(Start {
         id,
@@ -101,11 +108,6 @@ pub async fn run(spec: NodeSpec) -> turmoil::Result {
     spec.record.event(format!("n{id} started (boot {boot})"));
     let sock =
         Rc::new(UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT)).await?);
-    let peers: BTreeMap<u64, SocketAddr> = spec
-        .members
-        .iter()
-        .map(|(id, name)| (*id, SocketAddr::new(turmoil::lookup(name.as_str()), PORT)))
-        .collect();
     // Large enough for a snapshot of a long run's store; a datagram that fills it may have
     // been cut short, and is dropped (as the network may drop any).
     let mut buf = vec![0u8; 16 << 20];
@@ -118,6 +120,9 @@ pub async fn run(spec: NodeSpec) -> turmoil::Result {
                 continue;
             }
             match Datagram::decode(&buf[..n]) {
+                // For an id this host no longer runs (a stale message to its old member).
+                Some(Datagram::Raft { message, .. } | Datagram::Snapshot { message, .. })
+                    if message.to != id => {}
                 Some(Datagram::Snapshot {
                     group,
                     message,
@@ -176,8 +181,9 @@ pub async fn run(spec: NodeSpec) -> turmoil::Result {
             if spec.drop_rate > 0.0 && rng.random_bool(spec.drop_rate) {
                 continue;
             }
-            if let Some(addr) = peers.get(&to) {
-                let _ = sock.try_send_to(&bytes, *addr);
+            if let Some(host) = spec.directory.host(to) {
+                let addr = SocketAddr::new(turmoil::lookup(host.as_str()), PORT);
+                let _ = sock.try_send_to(&bytes, addr);
             }
         }
         for (group, last) in last_leader.iter_mut().enumerate() {
@@ -246,6 +252,7 @@ async fn serve(
                 Err(e) => Answer::Failed(e.to_string()),
             }
         }
+        Request::Member { group, add, node } => change_members(handle, group, add, node).await,
         Request::Get { group, key } => {
             let index = match handle.read_index(group).await {
                 Ok(i) => i,
@@ -269,6 +276,36 @@ async fn serve(
                 Err(e) => Answer::Failed(e.to_string()),
             }
         }
+    }
+}
+
+/// Adds `node` to `group` as a voter, or removes it: a Raft configuration change carrying the
+/// member change, as a voter's `MemberAdd` and `MemberRemove` propose it.
+async fn change_members(handle: &RaftHandle<Output>, group: u64, add: bool, node: u64) -> Answer {
+    use mango_proto::mangopb::{MemberChange, MemberInfo, member_change::Kind};
+    use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+    let mut single = ConfChangeSingle::default();
+    single.set_change_type(if add {
+        ConfChangeType::AddNode
+    } else {
+        ConfChangeType::RemoveNode
+    });
+    single.set_node_id(node);
+    let mut cc = ConfChangeV2::default();
+    cc.set_changes(vec![single].into());
+    let change = MemberChange {
+        kind: if add { Kind::Add } else { Kind::Remove } as i32,
+        member: Some(MemberInfo {
+            id: node,
+            peer_urls: vec![format!("sim://n{node}")],
+            ..Default::default()
+        }),
+    };
+    cc.set_context(change.encode_to_vec().into());
+    match handle.conf_change(group, cc).await {
+        Ok(Ok(_)) => Answer::Changed,
+        Ok(Err(e)) => Answer::Failed(e.to_string()),
+        Err(e) => Answer::Failed(e.to_string()),
     }
 }
 

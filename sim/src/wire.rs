@@ -19,6 +19,8 @@ pub enum Request {
     },
     /// A linearizable read of `key` in `group` (ReadIndex, then the local store).
     Get { group: u64, key: Vec<u8> },
+    /// A membership change of `group`: node `node` added as a voter, or removed.
+    Member { group: u64, add: bool, node: u64 },
 }
 
 /// What a node answers.
@@ -31,6 +33,8 @@ pub enum Answer {
         value: Option<Vec<u8>>,
         revision: i64,
     },
+    /// The membership change was applied.
+    Changed,
     /// The request failed; it may or may not have taken effect (a put), or did not (a get).
     Failed(String),
 }
@@ -66,6 +70,8 @@ const GET_OK: u8 = 5;
 const GET_NONE: u8 = 6;
 const FAILED: u8 = 7;
 const SNAPSHOT: u8 = 8;
+const MEMBER: u8 = 9;
+const CHANGED: u8 = 10;
 
 impl Datagram {
     /// The bytes on the wire.
@@ -108,6 +114,12 @@ impl Datagram {
                     out.extend_from_slice(&group.to_be_bytes());
                     field(&mut out, key);
                 }
+                Request::Member { group, add, node } => {
+                    head(&mut out, MEMBER, *id);
+                    out.extend_from_slice(&group.to_be_bytes());
+                    out.push(u8::from(*add));
+                    out.extend_from_slice(&node.to_be_bytes());
+                }
             },
             Datagram::Answer { id, answer } => match answer {
                 Answer::Put { revision } => {
@@ -125,6 +137,7 @@ impl Datagram {
                         field(&mut out, v);
                     }
                 }
+                Answer::Changed => head(&mut out, CHANGED, *id),
                 Answer::Failed(why) => {
                     head(&mut out, FAILED, *id);
                     field(&mut out, why.as_bytes());
@@ -179,6 +192,20 @@ impl Datagram {
                     request: Request::Get { group, key },
                 }
             }
+            MEMBER => {
+                let id = r.u64()?;
+                let group = r.u64()?;
+                let add = r.take(1)?[0] == 1;
+                let node = r.u64()?;
+                Datagram::Request {
+                    id,
+                    request: Request::Member { group, add, node },
+                }
+            }
+            CHANGED => Datagram::Answer {
+                id: r.u64()?,
+                answer: Answer::Changed,
+            },
             PUT_OK => {
                 let id = r.u64()?;
                 let revision = r.i64()?;
@@ -270,6 +297,16 @@ mod tests {
                 group: 2,
                 key: vec![],
             },
+            Request::Member {
+                group: 0,
+                add: true,
+                node: 11,
+            },
+            Request::Member {
+                group: 1,
+                add: false,
+                node: 2,
+            },
         ] {
             let Datagram::Request { id, request: back } = roundtrip(Datagram::Request {
                 id: 7,
@@ -289,6 +326,7 @@ mod tests {
                 value: Some(b"x".to_vec()),
                 revision: 5,
             },
+            Answer::Changed,
             Answer::Failed("no leader".into()),
         ] {
             let Datagram::Answer { id, answer: back } = roundtrip(Datagram::Answer {

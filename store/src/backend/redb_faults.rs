@@ -81,6 +81,14 @@ impl StoreFaults {
         Ok(undone)
     }
 
+    /// The file was deleted (a machine wiped): nothing is left to undo.
+    pub fn forget(&self) {
+        let mut s = self.state();
+        s.undo.clear();
+        s.synced_len = None;
+        s.path = None;
+    }
+
     /// The next process starts: its writes reach the file again.
     pub fn revive(&self) {
         self.state().dead = false;
