@@ -79,9 +79,6 @@ fn is_valid_peer_url(url: &str) -> bool {
     }
 }
 
-/// What MemberList answers on a member that has not yet received the member registry.
-pub const NOT_STARTED: &str = "etcdserver: this member has not caught up with the cluster yet";
-
 #[tonic::async_trait]
 impl<N: EtcdNode> Cluster for ClusterService<N> {
     async fn member_add(
@@ -146,7 +143,7 @@ impl<N: EtcdNode> Cluster for ClusterService<N> {
             // A member that joined an existing cluster learns the members with its first
             // snapshot; until then it must not claim the cluster has none. Unavailable makes
             // etcd's clients ask another endpoint.
-            return Err(Status::unavailable(NOT_STARTED));
+            return Err(mango_rpctypes::NOT_STARTED.status());
         }
         Ok(tonic::Response::new(MemberListResponse {
             header: self.header(),

@@ -27,12 +27,10 @@ use crate::error::node_status;
 use crate::kv::fill_header;
 use crate::node::{EtcdNode, NodeError};
 
-/// etcd's `concurrency.ErrElectionNotLeader`.
-pub const NOT_LEADER: &str = "election: not leader";
-/// etcd's `concurrency.ErrElectionNoLeader`.
-pub const NO_LEADER: &str = "election: no leader";
-/// etcd's `v3election.ErrMissingLeaderKey`.
-pub const MISSING_LEADER_KEY: &str = "\"leader\" field must be provided";
+use mango_rpctypes::{
+    ELECTION_MISSING_LEADER_KEY as MISSING_LEADER_KEY, ELECTION_NO_LEADER as NO_LEADER,
+    ELECTION_NOT_LEADER as NOT_LEADER,
+};
 
 /// The Election service over a node.
 pub struct ElectionService<N> {
@@ -57,7 +55,7 @@ impl<N: EtcdNode> ElectionService<N> {
         )
         .await?;
         if !resp.succeeded {
-            return Err(Status::unknown(NOT_LEADER));
+            return Err(NOT_LEADER.status());
         }
         Ok(resp.header.map_or(0, |h| h.revision))
     }
@@ -103,7 +101,7 @@ impl<N: EtcdNode> Election for ElectionService<N> {
         if !resp.succeeded {
             // Campaigning again with the same lease: resume, proclaiming the new value.
             let Some(kv) = range_of(&resp, 0).and_then(|r| r.kvs.first()) else {
-                return Err(Status::unknown(NOT_LEADER));
+                return Err(NOT_LEADER.status());
             };
             leader.rev = kv.create_revision;
             stale_value = kv.value != req.value;
@@ -129,9 +127,7 @@ impl<N: EtcdNode> Election for ElectionService<N> {
         request: tonic::Request<ProclaimRequest>,
     ) -> Result<tonic::Response<ProclaimResponse>, Status> {
         let req = request.into_inner();
-        let leader = req
-            .leader
-            .ok_or_else(|| Status::unknown(MISSING_LEADER_KEY))?;
+        let leader = req.leader.ok_or_else(|| MISSING_LEADER_KEY.status())?;
         let rev = self.proclaim_value(&leader, &req.value).await?;
         let mut out = ProclaimResponse { header: None };
         fill_header(self.node.as_ref(), &mut out.header, rev);
@@ -151,7 +147,7 @@ impl<N: EtcdNode> Election for ElectionService<N> {
             .kvs
             .into_iter()
             .next()
-            .ok_or_else(|| Status::unknown(NO_LEADER))?;
+            .ok_or_else(|| NO_LEADER.status())?;
         let mut out = LeaderResponse {
             header: None,
             kv: Some(kv),
@@ -217,9 +213,7 @@ impl<N: EtcdNode> Election for ElectionService<N> {
         request: tonic::Request<ResignRequest>,
     ) -> Result<tonic::Response<ResignResponse>, Status> {
         let req = request.into_inner();
-        let leader = req
-            .leader
-            .ok_or_else(|| Status::unknown(MISSING_LEADER_KEY))?;
+        let leader = req.leader.ok_or_else(|| MISSING_LEADER_KEY.status())?;
         let resp = txn(
             self.node.as_ref(),
             TxnRequest {

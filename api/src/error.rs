@@ -2,15 +2,11 @@
 //! and exact message (etcd's `api/v3rpc/rpctypes`), so clients that match on either keep
 //! working.
 
+use mango_rpctypes as rpc;
 use mango_store::{ErrorCode, StoreError};
 use tonic::{Code, Status};
 
 use crate::node::NodeError;
-
-/// etcd's text for a request above the size limit.
-pub const REQUEST_TOO_LARGE: &str = "etcdserver: request is too large";
-/// etcd's text for member URLs that do not parse.
-pub const BAD_MEMBER_URLS: &str = "etcdserver: given member URLs are invalid";
 
 /// The status etcd answers a store error with. A storage failure is `Internal` and logged.
 pub fn store_status(e: StoreError) -> Status {
@@ -30,37 +26,28 @@ pub fn store_status(e: StoreError) -> Status {
 
 /// The status etcd answers a node error with.
 pub fn node_status(e: NodeError) -> Status {
-    let code = match e {
-        NodeError::Store(store) => return store_status(store),
-        NodeError::Forwarded(status) => return status,
-        NodeError::NoLeader
-        | NodeError::TooStale(_)
-        | NodeError::Timeout
-        | NodeError::LeaderChanged
-        | NodeError::Stopped => Code::Unavailable,
-        NodeError::TooManyRequests | NodeError::NoSpace => Code::ResourceExhausted,
-        NodeError::MemberNotFound => Code::NotFound,
-        NodeError::PeerUrlExists
-        | NodeError::NotLearner
-        | NodeError::LearnerNotReady
-        | NodeError::BadLeaderTransferee
-        | NodeError::NotLeader => Code::FailedPrecondition,
-        NodeError::Other(ref message) => {
-            tracing::warn!(error = %message, "node failure while serving a request");
-            Code::Internal
+    if let Some(etcd) = e.etcd() {
+        return etcd.status();
+    }
+    match e {
+        NodeError::Store(store) => store_status(store),
+        NodeError::Forwarded(status) => status,
+        NodeError::TooStale(_) | NodeError::Unavailable(_) => Status::unavailable(e.to_string()),
+        other => {
+            tracing::warn!(error = %other, "node failure while serving a request");
+            Status::internal(other.to_string())
         }
-    };
-    Status::new(code, e.to_string())
+    }
 }
 
 /// A request whose replicated form exceeds the configured limit (`InvalidArgument`).
 pub fn request_too_large() -> Status {
-    Status::invalid_argument(REQUEST_TOO_LARGE)
+    rpc::REQUEST_TOO_LARGE.status()
 }
 
 /// Member peer URLs that are not `scheme://host:port` (`InvalidArgument`).
 pub fn bad_member_urls() -> Status {
-    Status::invalid_argument(BAD_MEMBER_URLS)
+    rpc::MEMBER_BAD_URLS.status()
 }
 
 /// The node answered a proposal with a response of another kind: a bug, never a client error.
@@ -224,6 +211,11 @@ mod tests {
                 "etcdserver: not leader",
             ),
             (NodeError::Other("boom".into()), Code::Internal, "boom"),
+            (
+                NodeError::Unavailable("upstream: no leader".into()),
+                Code::Unavailable,
+                "upstream: no leader",
+            ),
             (
                 NodeError::Store(StoreError::Compacted),
                 Code::OutOfRange,

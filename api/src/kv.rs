@@ -16,10 +16,10 @@ use mango_store::{
 };
 use tonic::Status;
 
-use crate::consistency::Consistency;
 use crate::error::{node_status, store_status, unexpected_response};
 use crate::limits::check_request_size;
 use crate::node::EtcdNode;
+use mango_rpctypes::Consistency;
 
 /// The KV service over a node.
 pub struct KvService<N> {

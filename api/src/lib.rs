@@ -13,7 +13,6 @@
 
 mod cluster;
 mod concurrency;
-mod consistency;
 mod election;
 pub mod error;
 mod kv;
@@ -26,8 +25,7 @@ mod read_batch;
 mod server;
 mod watch;
 
-pub use cluster::{ClusterService, NOT_STARTED};
-pub use consistency::{CONSISTENCY_HEADER, Consistency};
+pub use cluster::ClusterService;
 pub use election::ElectionService;
 pub use kv::KvService;
 pub use lease::LeaseService;
@@ -36,10 +34,9 @@ pub use limits::{
     check_request_size, raft_request_len,
 };
 pub use lock::LockService;
-pub use maintenance::{
-    ETCD_VERSION, LAG_ENTRIES, LAG_MS, MaintenanceService, SNAPSHOT_CHUNK_BYTES,
-};
+pub use maintenance::{ETCD_VERSION, MaintenanceService, SNAPSHOT_CHUNK_BYTES};
+pub use mango_rpctypes::{CONSISTENCY_HEADER, Consistency};
 pub use node::{EtcdNode, NodeError, NodeStatus};
 pub use read_batch::{FetchIndex, ReadIndexBatcher};
 pub use server::{router, routes, serve};
-pub use watch::{DUPLICATE_WATCH_ID, EMPTY_WATCHER_RANGE, WatchService};
+pub use watch::WatchService;

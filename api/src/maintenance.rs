@@ -20,11 +20,7 @@ use tonic::Status;
 use crate::error::{node_status, store_status};
 use crate::node::EtcdNode;
 
-/// Response metadata of Maintenance.Status on a learner: milliseconds since its data was
-/// last known current.
-pub const LAG_MS: &str = "mango-lag-ms";
-/// Response metadata of Maintenance.Status on a learner: committed entries not yet applied.
-pub const LAG_ENTRIES: &str = "mango-lag-entries";
+use mango_rpctypes::{LAG_ENTRIES_HEADER as LAG_ENTRIES, LAG_MS_HEADER as LAG_MS};
 
 /// The version Status reports. mango speaks etcd's 3.4 API (what Debian's etcdctl 3.4.23
 /// uses), and clients parse this string to pick features, so it names that etcd release.

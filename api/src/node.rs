@@ -2,6 +2,7 @@
 //! learners will implement it over the log stream. The services only validate, call the node
 //! and map errors (etcd's `v3rpc` layering).
 
+use mango_rpctypes as rpc;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -10,64 +11,99 @@ use mango_proto::mangopb::raft_request::Request;
 use mango_store::backend::redb::RedbSnapshot;
 use mango_store::{ReadView, Response, SnapshotReader, StoreError};
 
-/// A failure of the node rather than of the request. Each maps to etcd's gRPC code and text.
+/// A failure of the node rather than of the request. Each maps to etcd's gRPC code and text
+/// (defined once in `mango_rpctypes`).
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     /// The store refused the request (etcd's own error text and code).
     #[error(transparent)]
     Store(#[from] StoreError),
     /// No leader is known (`Unavailable`, "etcdserver: no leader").
-    #[error("etcdserver: no leader")]
+    #[error("{}", rpc::NO_LEADER)]
     NoLeader,
     /// The request did not complete in time (`Unavailable`, "etcdserver: request timed out").
-    #[error("etcdserver: request timed out")]
+    #[error("{}", rpc::TIMEOUT)]
     Timeout,
     /// Leadership changed while the request waited (`Unavailable`, "etcdserver: leader changed").
-    #[error("etcdserver: leader changed")]
+    #[error("{}", rpc::LEADER_CHANGED)]
     LeaderChanged,
     /// A bounded-staleness read cannot be served within its bound (`Unavailable`, so a client
     /// or proxy tries another member), with what this member knows.
     #[error("mango: {0}")]
     TooStale(String),
     /// The node is stopping (`Unavailable`, "etcdserver: server stopped").
-    #[error("etcdserver: server stopped")]
+    #[error("{}", rpc::STOPPED)]
     Stopped,
     /// The node has too many proposals in flight, or applies too far behind what is committed
     /// (`ResourceExhausted`, "etcdserver: too many requests"; etcd refuses when the committed
     /// index runs more than 5000 entries ahead of the applied index).
-    #[error("etcdserver: too many requests")]
+    #[error("{}", rpc::TOO_MANY_REQUESTS)]
     TooManyRequests,
     /// The space quota is exceeded (`ResourceExhausted`, "etcdserver: mvcc: database space exceeded").
-    #[error("etcdserver: mvcc: database space exceeded")]
+    #[error("{}", rpc::NO_SPACE)]
     NoSpace,
     /// No such member (`NotFound`, "etcdserver: member not found").
-    #[error("etcdserver: member not found")]
+    #[error("{}", rpc::MEMBER_NOT_FOUND)]
     MemberNotFound,
     /// A member with these peer URLs exists (`FailedPrecondition`, "etcdserver: Peer URLs already exists").
-    #[error("etcdserver: Peer URLs already exists")]
+    #[error("{}", rpc::PEER_URL_EXIST)]
     PeerUrlExists,
     /// Promote of a member that is not a learner (`FailedPrecondition`,
     /// "etcdserver: can only promote a learner member").
-    #[error("etcdserver: can only promote a learner member")]
+    #[error("{}", rpc::MEMBER_NOT_LEARNER)]
     NotLearner,
     /// A learner cannot be promoted before it caught up (`FailedPrecondition`,
     /// "etcdserver: can only promote a learner member which is in sync with leader").
-    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    #[error("{}", rpc::LEARNER_NOT_READY)]
     LearnerNotReady,
     /// Move-leader target is not a voter (`FailedPrecondition`, "etcdserver: bad leader transferee").
-    #[error("etcdserver: bad leader transferee")]
+    #[error("{}", rpc::BAD_LEADER_TRANSFEREE)]
     BadLeaderTransferee,
     /// This node is not the leader where only the leader may act (`FailedPrecondition`,
     /// "etcdserver: not leader").
-    #[error("etcdserver: not leader")]
+    #[error("{}", rpc::NOT_LEADER)]
     NotLeader,
+    /// Any other of etcd's errors, as etcd answers it.
+    #[error("{0}")]
+    Etcd(rpc::EtcdError),
     /// A request forwarded to another member failed there: answered as that member answered
     /// (same gRPC code and message).
     #[error("{}", .0.message())]
     Forwarded(tonic::Status),
-    /// Anything else (`Internal` / `Unavailable` as fits), with a message.
+    /// What this node depends on upstream (a learner's log-stream source, the leader it
+    /// forwards to) is unreachable or has no leader right now: `Unavailable`, so a client or
+    /// the proxy retries elsewhere.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected internal state (`Internal`), with a message.
     #[error("{0}")]
     Other(String),
+}
+
+impl NodeError {
+    /// The etcd error this is, when it is one of etcd's fixed ones.
+    pub fn etcd(&self) -> Option<rpc::EtcdError> {
+        Some(match self {
+            NodeError::NoLeader => rpc::NO_LEADER,
+            NodeError::Timeout => rpc::TIMEOUT,
+            NodeError::LeaderChanged => rpc::LEADER_CHANGED,
+            NodeError::Stopped => rpc::STOPPED,
+            NodeError::TooManyRequests => rpc::TOO_MANY_REQUESTS,
+            NodeError::NoSpace => rpc::NO_SPACE,
+            NodeError::MemberNotFound => rpc::MEMBER_NOT_FOUND,
+            NodeError::PeerUrlExists => rpc::PEER_URL_EXIST,
+            NodeError::NotLearner => rpc::MEMBER_NOT_LEARNER,
+            NodeError::LearnerNotReady => rpc::LEARNER_NOT_READY,
+            NodeError::BadLeaderTransferee => rpc::BAD_LEADER_TRANSFEREE,
+            NodeError::NotLeader => rpc::NOT_LEADER,
+            NodeError::Etcd(e) => *e,
+            NodeError::Store(_)
+            | NodeError::TooStale(_)
+            | NodeError::Forwarded(_)
+            | NodeError::Unavailable(_)
+            | NodeError::Other(_) => return None,
+        })
+    }
 }
 
 /// What Maintenance.Status reports.

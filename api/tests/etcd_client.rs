@@ -427,7 +427,7 @@ async fn a_member_that_knows_no_members_yet_is_unavailable_for_member_list() {
         panic!("not a gRPC status: {err}");
     };
     assert_eq!(s.code(), tonic::Code::Unavailable);
-    assert_eq!(s.message(), mango_api::NOT_STARTED);
+    assert_eq!(s.message(), mango_rpctypes::NOT_STARTED.message);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,7 +104,7 @@ async fn control_responses_are_etcds() {
     let r = s.next().await;
     assert!(r.created && r.canceled);
     assert_eq!(r.watch_id, -1);
-    assert_eq!(r.cancel_reason, mango_api::DUPLICATE_WATCH_ID);
+    assert_eq!(r.cancel_reason, mango_rpctypes::DUPLICATE_WATCH_ID.message);
     // So is a range whose end is not after its key.
     s.create(WatchCreateRequest {
         range_end: b"a".to_vec(),
@@ -114,7 +114,7 @@ async fn control_responses_are_etcds() {
     let r = s.next().await;
     assert_eq!(
         (r.created, r.canceled, r.watch_id, r.cancel_reason.as_str()),
-        (true, true, -1, mango_api::EMPTY_WATCHER_RANGE)
+        (true, true, -1, mango_rpctypes::EMPTY_WATCHER_RANGE.message)
     );
 
     // An event reaches both watches of the key, each with its own id.

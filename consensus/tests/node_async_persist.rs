@@ -97,7 +97,10 @@ async fn reads_and_proposals_go_on_while_the_log_write_is_held() {
     let gate = Arc::new(Gate::default());
     let hook = {
         let gate = gate.clone();
-        PersistHook(Arc::new(move || gate.pass()))
+        PersistHook(Arc::new(move || {
+            gate.pass();
+            Ok(())
+        }))
     };
     let config = NodeConfig {
         id: 1,
@@ -186,4 +189,59 @@ async fn reads_and_proposals_go_on_while_the_log_write_is_held() {
 
     raft.stop();
     thread.join().expect("raft thread");
+}
+
+/// A log write that fails stops the loop, and the thread's result says why: what a server
+/// watches to exit instead of lingering (mango-boot's fatal path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_log_write_ends_the_loop_with_its_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = LogStore::open(LogStoreConfig::new(dir.path())).expect("open log");
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hook = {
+        let failing = failing.clone();
+        PersistHook(Arc::new(move || {
+            if failing.load(Ordering::SeqCst) {
+                Err("injected: the disk is gone".into())
+            } else {
+                Ok(())
+            }
+        }))
+    };
+    let config = NodeConfig {
+        id: 1,
+        tick: Duration::from_millis(20),
+        persist_hook: Some(hook),
+        ..Default::default()
+    };
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let boot = GroupBootstrap {
+        group: 0,
+        initial_voters: vec![1],
+    };
+    let (raft, thread) = node::start(
+        config,
+        log,
+        vec![boot],
+        Applied::default(),
+        |_| NoPeers,
+        None,
+        logger,
+    )
+    .expect("start node");
+    tokio::time::timeout(LONG, async {
+        while raft.propose(0, b"first".to_vec()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("elected and first proposal applied");
+    failing.store(true, Ordering::SeqCst);
+    let _ = tokio::time::timeout(Duration::from_secs(2), raft.propose(0, b"lost".to_vec())).await;
+    let reason = tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .expect("join task")
+        .expect("raft thread");
+    let reason = reason.expect("a fatal stop reports its reason");
+    assert!(reason.contains("the disk is gone"), "{reason}");
 }

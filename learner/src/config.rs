@@ -4,12 +4,24 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use mango_boot::CommonFlags;
+use serde::Serialize;
 
 /// A learner: applies the committed log streamed from voters (or other learners) and serves
 /// reads and watches; writes are forwarded to the voters.
-#[derive(Clone, Debug, Parser)]
+///
+/// Every flag can also be set in the environment (`ETCD_<FLAG>` for etcd's flags,
+/// `MANGO_<FLAG>` for mango's) or in the `--config-file`; a flag on the command line wins
+/// over the environment, which wins over the file.
+#[derive(Clone, Debug, Parser, Serialize)]
 #[command(name = "mango-learner", version, about)]
+#[serde(rename_all = "kebab-case")]
 pub struct Config {
+    /// A TOML file with these same settings (keys are the flags' long names); the
+    /// environment and the command line win over it. Unknown keys are refused.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
     /// Human-readable name of this learner.
     #[arg(long, default_value = "default")]
     pub name: String,
@@ -23,8 +35,8 @@ pub struct Config {
     #[arg(long)]
     pub advertise_client_urls: Option<String>,
     /// Log-stream addresses (ip:port, comma-separated) of voters or learners to follow; the
-    /// first reachable is used, the others on failure.
-    #[arg(long, required = true)]
+    /// first reachable is used, the others on failure. Required.
+    #[arg(long, default_value = "")]
     pub upstream: String,
     /// PEM file of the CA (or certificate) the upstreams' log-stream certificates chain to.
     /// Without it the stream is encrypted but the upstream is not authenticated (development).
@@ -34,11 +46,11 @@ pub struct Config {
     #[arg(long)]
     pub listen_logstream_addr: Option<SocketAddr>,
     /// PEM certificate and key for the onward log stream [default: a development certificate
-    /// generated under the data dir].
-    #[arg(long, requires = "logstream_key")]
+    /// generated under the data dir]; needs --logstream-key.
+    #[arg(long)]
     pub logstream_cert: Option<PathBuf>,
     /// See --logstream-cert.
-    #[arg(long, requires = "logstream_cert")]
+    #[arg(long)]
     pub logstream_key: Option<PathBuf>,
     /// Largest request a client may send, in bytes.
     #[arg(long, default_value_t = 1_572_864)]
@@ -46,6 +58,30 @@ pub struct Config {
     /// How often watchers that asked for progress notifications get one, in milliseconds.
     #[arg(long, default_value_t = 600_000, hide = true)]
     pub watch_progress_notify_interval_ms: u64,
+    /// Concurrent gRPC streams per client connection (etcd's `--max-concurrent-streams`).
+    #[arg(long, default_value_t = u32::MAX)]
+    pub max_concurrent_streams: u32,
+    /// Logging and gRPC keep-alives, as every mango binary takes them.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonFlags,
+}
+
+impl mango_boot::Layered for Config {
+    const ETCD_FLAGS: &'static [&'static str] = &[
+        "config-file",
+        "name",
+        "data-dir",
+        "listen-client-urls",
+        "advertise-client-urls",
+        "max-request-bytes",
+        "max-concurrent-streams",
+        "log-level",
+    ];
+
+    fn common(&self) -> &CommonFlags {
+        &self.common
+    }
 }
 
 fn split(urls: &str) -> Vec<String> {
@@ -56,6 +92,20 @@ fn split(urls: &str) -> Vec<String> {
 }
 
 impl Config {
+    /// Checks what the flags cannot express.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !split(&self.upstream).is_empty(),
+            "--upstream is required: the log-stream addresses of voters or learners to follow"
+        );
+        anyhow::ensure!(
+            self.logstream_cert.is_some() == self.logstream_key.is_some(),
+            "--logstream-cert and --logstream-key go together"
+        );
+        self.upstreams()?;
+        Ok(())
+    }
+
     /// Where the store lives.
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir
@@ -76,15 +126,21 @@ impl Config {
             .unwrap_or_else(|| self.client_listen())
     }
 
-    /// The upstreams' log-stream addresses.
+    /// The upstreams' log-stream addresses (`host:port`, host an IP address or a name; a
+    /// name is resolved here, once).
     pub fn upstreams(&self) -> anyhow::Result<Vec<SocketAddr>> {
+        use std::net::ToSocketAddrs as _;
         split(&self.upstream)
             .iter()
             .map(|a| {
                 let a = a.strip_prefix("quic://").unwrap_or(a);
-                a.replace("localhost", "127.0.0.1")
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("--upstream {a:?}: expected ip:port ({e})"))
+                if let Ok(addr) = a.parse::<SocketAddr>() {
+                    return Ok(addr);
+                }
+                a.to_socket_addrs()
+                    .map_err(|e| anyhow::anyhow!("--upstream {a:?}: expected host:port ({e})"))?
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--upstream {a:?}: resolves to no address"))
             })
             .collect()
     }

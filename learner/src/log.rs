@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use mango_logstream::{
-    LogEntry, LogSink, LogSource, ReadIndexClient, SnapshotSource, SourceError, Stamp,
+    LogEntry, LogSink, LogSource, LogStreamError, ReadIndexClient, SnapshotSource, SourceError,
+    Stamp,
 };
 use mango_store::{ApplyEntry, Store};
 use tokio::sync::watch;
@@ -65,6 +66,8 @@ pub struct LearnerLog {
     applied: watch::Sender<u64>,
     revision: watch::Sender<i64>,
     upstream_reads: Arc<ReadIndexClient>,
+    /// Tripped when the store fails under an apply: the learner cannot go on.
+    fatal: mango_boot::Fatal,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -73,8 +76,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl LearnerLog {
     /// Over `store`, asking `upstream_reads` for read indexes.
-    pub fn new(store: Arc<Store>, upstream_reads: Arc<ReadIndexClient>) -> Result<Self, String> {
-        let state = store.read(GROUP).map_err(|e| e.to_string())?.state();
+    /// A storage failure while applying trips `fatal`.
+    pub fn new(
+        store: Arc<Store>,
+        upstream_reads: Arc<ReadIndexClient>,
+        fatal: mango_boot::Fatal,
+    ) -> Result<Self, mango_store::StoreError> {
+        let state = store.read(GROUP)?.state();
         Ok(Self {
             store,
             recent: Mutex::default(),
@@ -82,6 +90,7 @@ impl LearnerLog {
             applied: watch::channel(state.applied_index).0,
             revision: watch::channel(state.revision).0,
             upstream_reads,
+            fatal,
         })
     }
 
@@ -106,11 +115,11 @@ impl LearnerLog {
     }
 
     /// Asks the upstream for a linearizable read index.
-    pub async fn read_index(&self) -> Result<u64, String> {
+    pub async fn read_index(&self) -> Result<u64, UpstreamError> {
         self.upstream_reads
             .read_index(GROUP)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(UpstreamError::from)
     }
 
     fn publish(&self) {
@@ -126,6 +135,33 @@ impl LearnerLog {
                 *r = state.revision;
                 changed
             });
+        }
+    }
+}
+
+/// Why the upstream could not answer a read-index request. Cheap to clone: one answer is
+/// shared by every read of a batch.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// Unreachable, leaderless, timed out or the connection broke: try again, maybe at
+    /// another member (clients see `Unavailable`).
+    #[error("upstream unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (a protocol or TLS failure): a fault to report.
+    #[error("upstream: {0}")]
+    Failed(String),
+}
+
+impl From<LogStreamError> for UpstreamError {
+    fn from(e: LogStreamError) -> Self {
+        match e {
+            LogStreamError::Unreachable(_)
+            | LogStreamError::Connection(_)
+            | LogStreamError::Timeout
+            | LogStreamError::Source(SourceError::Unavailable(_)) => {
+                UpstreamError::Unavailable(e.to_string())
+            }
+            other => UpstreamError::Failed(other.to_string()),
         }
     }
 }
@@ -147,9 +183,12 @@ impl LogSink for LearnerLog {
                 data: &e.data,
             })
             .collect();
-        self.store
-            .apply(group, &batch)
-            .map_err(|e| format!("applying streamed entries: {e}"))?;
+        if let Err(e) = self.store.apply(group, &batch) {
+            // Only storage fails an apply (domain errors are responses): fatal.
+            self.fatal
+                .trip(format!("the store failed applying streamed entries: {e}"));
+            return Err(format!("applying streamed entries: {e}"));
+        }
         {
             let mut recent = lock(&self.recent);
             for e in entries {

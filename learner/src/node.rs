@@ -20,7 +20,7 @@ use mango_store::{ReadView, Response, SnapshotReader, StoreError};
 use tokio::sync::watch;
 
 use crate::forward::{Voters, forwarded};
-use crate::log::{GROUP, LearnerLog};
+use crate::log::{GROUP, LearnerLog, UpstreamError};
 
 fn backend(e: mango_store::BackendError) -> NodeError {
     NodeError::Other(e.to_string())
@@ -39,7 +39,7 @@ pub struct LearnerNode {
     /// How long a request may wait.
     pub request_timeout: Duration,
     /// Linearizable reads waiting together share one read-index request upstream.
-    reads: ReadIndexBatcher<String>,
+    reads: ReadIndexBatcher<UpstreamError>,
 }
 
 impl LearnerNode {
@@ -87,7 +87,8 @@ impl LearnerNode {
         match tokio::time::timeout(self.request_timeout, self.reads.read_index()).await {
             Err(_) => Err(NodeError::Timeout),
             Ok(None) => Err(NodeError::Stopped),
-            Ok(Some(Err(e))) => Err(NodeError::Other(format!("read index from upstream: {e}"))),
+            Ok(Some(Err(UpstreamError::Unavailable(e)))) => Err(NodeError::Unavailable(e)),
+            Ok(Some(Err(e @ UpstreamError::Failed(_)))) => Err(NodeError::Other(e.to_string())),
             Ok(Some(Ok(index))) => Ok(index),
         }
     }

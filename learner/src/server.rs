@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use mango_api::ApiConfig;
+use mango_boot::Boot;
+use mango_boot::listen::{ListenUrl, incoming};
 use mango_logstream::{ClientTls, LogSource, ReadIndexClient, ServerTls};
 use mango_store::{Store, StoreOptions};
 
@@ -13,16 +15,6 @@ use crate::config::Config;
 use crate::forward::Voters;
 use crate::log::{GROUP, LearnerLog};
 use crate::node::LearnerNode;
-
-/// Turns `http://host:port` into a socket address to bind.
-fn bind_addr(url: &str) -> anyhow::Result<std::net::SocketAddr> {
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    let host_port = rest.split('/').next().unwrap_or(rest);
-    host_port
-        .replace("localhost", "127.0.0.1")
-        .parse()
-        .with_context(|| format!("cannot listen on {url:?}: expected http://ip:port"))
-}
 
 fn client_tls(config: &Config) -> anyhow::Result<ClientTls> {
     Ok(match &config.upstream_ca {
@@ -32,14 +24,18 @@ fn client_tls(config: &Config) -> anyhow::Result<ClientTls> {
     })
 }
 
-/// Runs a learner until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// Runs a learner until `boot.shutdown` resolves. A storage failure while applying trips
+/// `boot.fatal`.
+pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
+    config.validate()?;
+    let Boot { shutdown, fatal } = boot;
+    let client_urls = ListenUrl::parse_list(&config.listen_client_urls)?;
+    if let Some(u) = client_urls.iter().find(|u| u.tls) {
+        anyhow::bail!(
+            "--listen-client-urls {}: https:// needs TLS flags (not configured)",
+            u.url
+        );
+    }
 
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir)
@@ -60,7 +56,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         upstreams.clone(),
         client_tls(&config)?,
     ));
-    let log = Arc::new(LearnerLog::new(store.clone(), reads).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let log = Arc::new(LearnerLog::new(store.clone(), reads, fatal.clone())?);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -115,18 +111,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         max_request_bytes: config.max_request_bytes,
         watch_progress_interval: Duration::from_millis(config.watch_progress_notify_interval_ms),
     };
-    for url in config.client_listen() {
-        let addr = bind_addr(&url)?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {url}"))?;
-        let incoming = tonic::transport::server::TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
-            .with_keepalive(Some(Duration::from_secs(30)));
-        let (router, _health) = mango_api::router(node.clone(), &api);
+    let (routes, health) = mango_api::routes(node.clone(), &api);
+    fatal.not_serving_on_trip(health);
+    for url in &client_urls {
+        let listener = url.bind().await?;
+        let server = mango_boot::grpc::server(&config.common.grpc, config.max_concurrent_streams)
+            .add_routes(routes.clone());
         let stop = stopped(stop_rx.clone());
         servers.push(tokio::spawn(async move {
-            if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
+            if let Err(e) = server
+                .serve_with_incoming_shutdown(incoming(listener), stop)
+                .await
+            {
                 tracing::error!(error = %e, "client server failed");
             }
         }));

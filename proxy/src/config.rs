@@ -6,17 +6,22 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use serde::Deserialize;
+use mango_boot::CommonFlags;
+use serde::Serialize;
 
 /// `mango-proxy`: accepts etcd v3 gRPC and routes each request by its consistency level:
 /// writes and linearizable reads to the Raft leader, stale, bounded and learner-linearizable
 /// reads and watches to the learners.
-#[derive(Clone, Debug, Parser, Deserialize)]
+///
+/// Every flag can also be set in the environment (`MANGO_<FLAG>`) or in the
+/// `--config-file`; a flag on the command line wins over the environment, which wins over
+/// the file.
+#[derive(Clone, Debug, Parser, Serialize)]
 #[command(name = "mango-proxy", version, about)]
-#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 pub struct Config {
-    /// A TOML file with these same settings (kebab-case keys); flags given on the command
-    /// line win over it.
+    /// A TOML file with these same settings (keys are the flags' long names); the
+    /// environment and the command line win over it. Unknown keys are refused.
     #[arg(long)]
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -63,6 +68,18 @@ pub struct Config {
     /// soon as a watch on the whole key space reports a write to their keys.
     #[arg(long, default_value_t = 0)]
     pub stale_cache_bytes: u64,
+    /// Logging and gRPC keep-alives, as every mango binary takes them.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonFlags,
+}
+
+impl mango_boot::Layered for Config {
+    const ETCD_FLAGS: &'static [&'static str] = &["log-level"];
+
+    fn common(&self) -> &CommonFlags {
+        &self.common
+    }
 }
 
 impl Default for Config {
@@ -86,47 +103,10 @@ fn split(urls: &str) -> Vec<String> {
 }
 
 impl Config {
-    /// Parses the command line, reading the config file first if one is named.
-    pub fn load() -> anyhow::Result<Self> {
-        let from_args = Config::parse();
-        let Some(path) = &from_args.config_file else {
-            return Ok(from_args);
-        };
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut from_file =
-            Self::from_toml(&text).with_context(|| format!("parsing {}", path.display()))?;
-        // Flags given explicitly on the command line win over the file.
-        let matches = <Config as clap::CommandFactory>::command().get_matches();
-        let given =
-            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-        macro_rules! flags_win {
-            ($($field:ident),*) => {
-                $(if given(stringify!($field)) {
-                    from_file.$field = from_args.$field.clone();
-                })*
-            };
-        }
-        flags_win!(
-            listen_client_urls,
-            voters,
-            learners,
-            request_timeout_ms,
-            max_concurrent_requests,
-            max_concurrent_streams,
-            health_interval_ms,
-            eject_after_failures,
-            max_request_bytes,
-            listen_metrics_addr,
-            stale_cache_bytes
-        );
-        from_file.config_file = from_args.config_file;
-        Ok(from_file)
-    }
-
-    /// Settings from the text of a TOML file (missing keys take their defaults).
+    /// Settings from the text of a TOML file, with no flags (missing keys take their
+    /// defaults; unknown keys are refused).
     pub fn from_toml(text: &str) -> anyhow::Result<Self> {
-        Ok(toml::from_str(text)?)
+        Ok(mango_boot::config::from_toml_str(text)?)
     }
 
     /// The voters' client URLs.
@@ -139,15 +119,21 @@ impl Config {
         split(&self.learners)
     }
 
-    /// The address to listen on.
-    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
-        let url = self.listen_client_urls.trim();
-        let rest = url.strip_prefix("http://").unwrap_or(url);
-        let host_port = rest.split('/').next().unwrap_or(rest);
-        host_port
-            .replace("localhost", "127.0.0.1")
-            .parse()
-            .with_context(|| format!("cannot listen on {url:?}: expected http://ip:port"))
+    /// The URL to listen on.
+    pub fn listen_url(&self) -> anyhow::Result<mango_boot::listen::ListenUrl> {
+        let urls = mango_boot::listen::ListenUrl::parse_list(&self.listen_client_urls)?;
+        anyhow::ensure!(
+            urls.len() == 1,
+            "--listen-client-urls: exactly one URL, got {:?}",
+            self.listen_client_urls
+        );
+        let url = urls.into_iter().next().context("one URL")?;
+        anyhow::ensure!(
+            !url.tls,
+            "--listen-client-urls {}: https:// needs TLS flags (not configured)",
+            url.url
+        );
+        Ok(url)
     }
 
     /// The per-request time budget.
@@ -179,7 +165,7 @@ impl Config {
             !self.voter_urls().is_empty(),
             "--voters is required: the voters' client URLs, comma-separated"
         );
-        self.listen_addr()?;
+        self.listen_url()?;
         self.metrics_addr()?;
         for url in self.voter_urls().iter().chain(&self.learner_urls()) {
             tonic::transport::Endpoint::from_shared(url.clone())
@@ -206,13 +192,13 @@ mod tests {
             c.voter_urls(),
             vec!["http://127.0.0.1:1", "http://127.0.0.1:2"]
         );
-        assert_eq!(c.listen_addr()?.port(), 2379);
+        assert_eq!(c.listen_url()?.port, 2379);
         c.validate()?;
         let t = Config::from_toml(
             "voters = \"127.0.0.1:1\"\nlisten-client-urls = \"http://127.0.0.1:23790\"\n\
              request-timeout-ms = 700\n",
         )?;
-        assert_eq!(t.listen_addr()?.port(), 23790);
+        assert_eq!(t.listen_url()?.port, 23790);
         assert_eq!(t.request_timeout(), Duration::from_millis(700));
         assert_eq!(t.max_concurrent_requests, 4_096);
         assert!(Config::from_toml("nope = 1").is_err());

@@ -7,7 +7,6 @@
 //! | Txn with only Range ops | as a Range at the Txn's level (stale when every Range is serializable) |
 //! | Put, DeleteRange, Txn with writes, Compact | the leader, retried only when provably not applied |
 
-use mango_api::Consistency;
 use mango_proto::etcdserverpb::kv_client::KvClient;
 use mango_proto::etcdserverpb::kv_server::Kv;
 use mango_proto::etcdserverpb::request_op::Request as Op;
@@ -15,6 +14,7 @@ use mango_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
+use mango_rpctypes::Consistency;
 use tonic::{Request, Response, Status};
 
 use std::sync::Arc;

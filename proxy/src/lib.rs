@@ -10,7 +10,7 @@
 //!   flight), skipping upstreams ejected by failed health checks or transport errors. With no
 //!   learner available they go to the voters.
 //! - The level is the gRPC metadata `mango-consistency` (passed through to the upstream), else
-//!   etcd's `serializable` flag ([`mango_api::Consistency`]).
+//!   etcd's `serializable` flag ([`mango_rpctypes::Consistency`]).
 //! - Forwarding is a tower service stack (load shedding, concurrency limits, timeout,
 //!   retries, latency histograms, routing): see [`stack`]; the routing state: [`route`].
 //! - Identical watches from many clients share one upstream watch: see [`watch`]. Counters

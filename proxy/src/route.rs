@@ -27,7 +27,7 @@ pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 's
 /// Metadata keys passed through to upstreams: the consistency level, etcd's auth token and
 /// etcd's require-leader flag for watches.
 const PASSED_METADATA: [&str; 4] = [
-    mango_api::CONSISTENCY_HEADER,
+    mango_rpctypes::CONSISTENCY_HEADER,
     "token",
     "authorization",
     "hasleader",

@@ -12,8 +12,6 @@ use mango_proto::etcdserverpb::watch_server::WatchServer;
 use mango_proto::v3electionpb::election_server::ElectionServer;
 use mango_proto::v3lockpb::lock_server::LockServer;
 use tokio::net::TcpListener;
-use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 use crate::config::Config;
 use crate::kv::KvProxy;
@@ -93,7 +91,7 @@ pub async fn serve(
         learners = %config.learners,
         "mango-proxy serving"
     );
-    let served = Server::builder()
+    let served = mango_boot::grpc::server(&config.common.grpc, u32::MAX)
         .add_service(svc!(KvServer, KvProxy::new(proxy.clone(), cache)))
         .add_service(svc!(WatchServer, WatchProxy::new(watches)))
         .add_service(svc!(LeaseServer, forwarder.clone()))
@@ -102,14 +100,10 @@ pub async fn serve(
         .add_service(svc!(LockServer, forwarder.clone()))
         .add_service(svc!(ElectionServer, forwarder))
         .add_service(health)
-        // TCP_NODELAY on accepted connections, as the voters and learners set it:
-        // `serve_with_incoming_shutdown` ignores the builder's `tcp_nodelay`, and without it a
+        // TCP_NODELAY on accepted connections (mango-boot's `incoming`): without it a
         // response of a few hundred bytes waits for the client's delayed ACK (a flat ~44 ms
         // per read through the proxy, `mango-bench proxy` 2026-11-26).
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(mango_boot::listen::incoming(listener), shutdown)
         .await;
     checker.abort();
     if let Some(t) = invalidation {
@@ -130,19 +124,10 @@ pub async fn serve(
     Ok(served?)
 }
 
-/// Runs the proxy configured by `config` until `shutdown` resolves: logs to stderr, binds the
-/// client URL, serves.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// Runs the proxy configured by `config` until `boot.shutdown` resolves: binds the client
+/// URL, serves.
+pub async fn run(config: Config, boot: mango_boot::Boot) -> anyhow::Result<()> {
     config.validate()?;
-    let addr = config.listen_addr()?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    serve(listener, &config, shutdown).await
+    let listener = config.listen_url()?.bind().await?;
+    serve(listener, &config, boot.shutdown).await
 }

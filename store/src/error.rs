@@ -1,5 +1,7 @@
 //! Domain errors: each carries etcd's exact message and the gRPC code etcd answers with.
 
+use mango_rpctypes as rpc;
+
 use crate::backend::BackendError;
 
 /// The gRPC status code an error maps to (the API layer turns it into a `tonic::Code`).
@@ -24,40 +26,40 @@ pub enum ErrorCode {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Read or compaction below the compacted revision.
-    #[error("etcdserver: mvcc: required revision has been compacted")]
+    #[error("{}", rpc::COMPACTED)]
     Compacted,
     /// Read or compaction above the current revision.
-    #[error("etcdserver: mvcc: required revision is a future revision")]
+    #[error("{}", rpc::FUTURE_REV)]
     FutureRevision,
     /// `ignore_value` / `ignore_lease` on a key that does not exist.
-    #[error("etcdserver: key not found")]
+    #[error("{}", rpc::KEY_NOT_FOUND)]
     KeyNotFound,
     /// A put or a revoke names a lease that does not exist.
-    #[error("etcdserver: requested lease not found")]
+    #[error("{}", rpc::LEASE_NOT_FOUND)]
     LeaseNotFound,
     /// A grant names a lease id that exists.
-    #[error("etcdserver: lease already exists")]
+    #[error("{}", rpc::LEASE_EXIST)]
     LeaseExists,
     /// A grant asks for a TTL above [`crate::MAX_LEASE_TTL`].
-    #[error("etcdserver: too large lease TTL")]
+    #[error("{}", rpc::LEASE_TTL_TOO_LARGE)]
     LeaseTtlTooLarge,
     /// An empty key.
-    #[error("etcdserver: key is not provided")]
+    #[error("{}", rpc::EMPTY_KEY)]
     EmptyKey,
     /// `ignore_value` with a value.
-    #[error("etcdserver: value is provided")]
+    #[error("{}", rpc::VALUE_PROVIDED)]
     ValueProvided,
     /// `ignore_lease` with a lease.
-    #[error("etcdserver: lease is provided")]
+    #[error("{}", rpc::LEASE_PROVIDED)]
     LeaseProvided,
     /// More than the allowed number of operations in one txn branch.
-    #[error("etcdserver: too many operations in txn request")]
+    #[error("{}", rpc::TOO_MANY_OPS)]
     TooManyOps,
     /// A txn writes one key twice, or puts and deletes the same key.
-    #[error("etcdserver: duplicate key given in txn request")]
+    #[error("{}", rpc::DUPLICATE_KEY)]
     DuplicateKey,
     /// An unknown sort order or target.
-    #[error("etcdserver: invalid sort option")]
+    #[error("{}", rpc::INVALID_SORT_OPTION)]
     InvalidSortOption,
     /// A replicated request that does not decode (never produced by a correct proposer).
     #[error("etcdserver: malformed request: {0}")]

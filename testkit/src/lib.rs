@@ -7,6 +7,8 @@
 //! test command builds them all), or in `MANGO_BIN_DIR`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod layers;
+
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};

@@ -3,16 +3,21 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
-use serde::Deserialize;
+use clap::{ArgAction, Parser};
+use mango_boot::CommonFlags;
+use serde::Serialize;
 
 /// `mango-voter`: a Raft voter serving etcd's v3 API.
-#[derive(Clone, Debug, Parser, Deserialize)]
+///
+/// Every flag can also be set in the environment (`ETCD_<FLAG>` for etcd's flags, e.g.
+/// `ETCD_DATA_DIR`, `MANGO_<FLAG>` for mango's) or in the `--config-file`; a flag on the
+/// command line wins over the environment, which wins over the file.
+#[derive(Clone, Debug, Parser, Serialize)]
 #[command(name = "mango-voter", version, about)]
-#[serde(rename_all = "kebab-case", default)]
+#[serde(rename_all = "kebab-case")]
 pub struct Config {
-    /// A TOML file with these same settings (kebab-case keys); flags given on the command
-    /// line win over it.
+    /// A TOML file with these same settings (keys are the flags' long names); the
+    /// environment and the command line win over it. Unknown keys are refused.
     #[arg(long)]
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -66,11 +71,11 @@ pub struct Config {
     #[arg(long)]
     pub listen_logstream_addr: Option<std::net::SocketAddr>,
     /// PEM certificate for the log stream [default: a development certificate generated
-    /// under the data dir at first start].
-    #[arg(long, requires = "logstream_key")]
+    /// under the data dir at first start]; needs --logstream-key.
+    #[arg(long)]
     pub logstream_cert: Option<PathBuf>,
     /// PEM key of --logstream-cert.
-    #[arg(long, requires = "logstream_cert")]
+    #[arg(long)]
     pub logstream_key: Option<PathBuf>,
     /// How often idle watchers that asked for progress notifications get one, in
     /// milliseconds (etcd's 10 minutes; lower it in tests).
@@ -90,13 +95,52 @@ pub struct Config {
     pub debug_apply_delay_ms: u64,
     /// The Raft thread waits for every log write (the behaviour before the persist thread),
     /// for comparison benchmarks only.
-    #[arg(long, default_value_t = false, hide = true)]
+    #[arg(long, default_value_t = false, hide = true, num_args = 0..=1,
+          default_missing_value = "true", action = ArgAction::Set)]
     pub debug_wait_for_log_writes: bool,
+    /// Fault injection for tests: every write of the Raft log fails while this file exists,
+    /// as a dead disk would make it fail.
+    #[arg(long, hide = true)]
+    pub debug_fail_log_writes_while: Option<PathBuf>,
+    /// Concurrent gRPC streams per client connection (etcd's `--max-concurrent-streams`).
+    #[arg(long, default_value_t = u32::MAX)]
+    pub max_concurrent_streams: u32,
+    /// Logging and gRPC keep-alives, as every mango binary takes them.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonFlags,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config::parse_from(["mango-voter"])
+    }
+}
+
+impl mango_boot::Layered for Config {
+    const ETCD_FLAGS: &'static [&'static str] = &[
+        "config-file",
+        "name",
+        "data-dir",
+        "listen-client-urls",
+        "advertise-client-urls",
+        "listen-peer-urls",
+        "initial-advertise-peer-urls",
+        "initial-cluster",
+        "initial-cluster-state",
+        "initial-cluster-token",
+        "quota-backend-bytes",
+        "snapshot-count",
+        "snapshot-catchup-entries",
+        "heartbeat-interval",
+        "election-timeout",
+        "max-request-bytes",
+        "max-concurrent-streams",
+        "log-level",
+    ];
+
+    fn common(&self) -> &CommonFlags {
+        &self.common
     }
 }
 
@@ -117,51 +161,15 @@ fn split(urls: &str) -> Vec<String> {
 }
 
 impl Config {
-    /// Parses the command line, reading the config file first if one is named.
-    pub fn load() -> anyhow::Result<Self> {
-        let from_args = Config::parse();
-        let Some(path) = &from_args.config_file else {
-            return Ok(from_args);
-        };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        let mut from_file: Config = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
-        // Flags given explicitly on the command line win over the file.
-        let matches = <Config as clap::CommandFactory>::command().get_matches();
-        let given =
-            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-        macro_rules! flags_win {
-            ($($field:ident),*) => {
-                $(if given(stringify!($field)) {
-                    from_file.$field = from_args.$field.clone();
-                })*
-            };
-        }
-        flags_win!(
-            name,
-            data_dir,
-            listen_client_urls,
-            advertise_client_urls,
-            listen_peer_urls,
-            initial_advertise_peer_urls,
-            initial_cluster,
-            initial_cluster_state,
-            initial_cluster_token,
-            quota_backend_bytes,
-            snapshot_count,
-            snapshot_catchup_entries,
-            heartbeat_interval,
-            election_timeout,
-            max_request_bytes,
-            watch_progress_notify_interval_ms,
-            lease_checkpoint_interval_ms,
-            max_apply_gap,
-            debug_apply_delay_ms,
-            debug_wait_for_log_writes
+    /// Checks what the flags cannot express.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.logstream_cert.is_some() == self.logstream_key.is_some(),
+            "--logstream-cert and --logstream-key go together"
         );
-        from_file.config_file = from_args.config_file;
-        Ok(from_file)
+        self.joining()?;
+        self.initial_members()?;
+        Ok(())
     }
 
     /// The data directory.

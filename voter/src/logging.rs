@@ -1,4 +1,4 @@
-//! Logs: `tracing` for our code, and raft-rs's slog records bridged into it.
+//! raft-rs's slog records bridged into `tracing`.
 
 use slog::{Drain, KV, Level, OwnedKVList, Record, Serializer};
 
@@ -33,14 +33,8 @@ impl Drain for TracingDrain {
     }
 }
 
-/// Starts the `tracing` subscriber (RUST_LOG, default info) and returns the slog logger that
-/// raft-rs writes through.
-pub fn init() -> slog::Logger {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// The slog logger raft-rs writes through, bridged into `tracing` (which `mango-boot`
+/// started).
+pub fn raft_logger() -> slog::Logger {
     slog::Logger::root(TracingDrain.fuse(), slog::o!())
 }

@@ -1,12 +1,13 @@
 //! Startup and shutdown of a voter: open the log and the store, start Raft, the peer service
 //! and the client services; on shutdown hand leadership away first.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use mango_api::ApiConfig;
+use mango_boot::Boot;
+use mango_boot::listen::{ListenUrl, incoming};
 use mango_consensus::node::{self, GroupBootstrap, NodeConfig};
 use mango_consensus::transport::{GrpcTransport, PeerService, PeerUrls};
 use mango_consensus::{LogStore, LogStoreConfig};
@@ -17,16 +18,6 @@ use mango_store::{Store, StoreOptions};
 use crate::config::{Config, cluster_id, member_id};
 use crate::machine::{Staging, StoreMachine, StoreSnapshots};
 use crate::node::VoterNode;
-
-/// Turns `http://host:port` into a socket address to bind.
-fn bind_addr(url: &str) -> anyhow::Result<SocketAddr> {
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    let host_port = rest.split('/').next().unwrap_or(rest);
-    let host_port = host_port.replace("localhost", "127.0.0.1");
-    host_port
-        .parse()
-        .with_context(|| format!("cannot listen on {url:?}: expected http://ip:port"))
-}
 
 /// Physical compaction in small steps whenever a Compaction was applied.
 fn spawn_compactor(store: Arc<Store>) -> std::sync::mpsc::SyncSender<()> {
@@ -51,9 +42,31 @@ fn spawn_compactor(store: Arc<Store>) -> std::sync::mpsc::SyncSender<()> {
     tx
 }
 
-/// Runs a voter until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let logger = crate::logging::init();
+/// Refuses URLs this build cannot serve yet (TLS is configured in a later step).
+fn plain(urls: Vec<ListenUrl>, flag: &str) -> anyhow::Result<Vec<ListenUrl>> {
+    if let Some(u) = urls.iter().find(|u| u.tls) {
+        anyhow::bail!(
+            "{flag} {}: https:// needs TLS flags (not configured)",
+            u.url
+        );
+    }
+    Ok(urls)
+}
+
+/// Runs a voter until `boot.shutdown` resolves. A fatal error of the Raft loop trips
+/// `boot.fatal`: health turns NOT_SERVING and the process exits non-zero.
+pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
+    config.validate()?;
+    let Boot { shutdown, fatal } = boot;
+    let logger = crate::logging::raft_logger();
+    let client_urls = plain(
+        ListenUrl::parse_list(&config.listen_client_urls)?,
+        "--listen-client-urls",
+    )?;
+    let peer_urls = plain(
+        ListenUrl::parse_list(&config.listen_peer_urls)?,
+        "--listen-peer-urls",
+    )?;
     let data_dir = config.data_dir();
     let member_dir = data_dir.join("member");
     let staging = member_dir.join("snap");
@@ -168,6 +181,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tick: config.tick(),
         election_ticks: config.election_ticks(),
         wait_for_persist: config.debug_wait_for_log_writes,
+        persist_hook: config
+            .debug_fail_log_writes_while
+            .clone()
+            .map(failing_log_writes),
         ..Default::default()
     };
     let boot = GroupBootstrap {
@@ -177,11 +194,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let runtime = tokio::runtime::Handle::current();
     let transport_peers = peers.clone();
     let source = snapshots.clone();
-    let local_ip = config
-        .peer_advertise()
-        .first()
-        .and_then(|u| bind_addr(u).ok())
-        .map(|a| a.ip());
+    let local_ip = match config.peer_advertise().first() {
+        Some(u) => ListenUrl::parse(u)?.resolve().await.ok().map(|a| a.ip()),
+        None => None,
+    };
     let log_for_stream = log.clone();
     let (raft, raft_thread) = node::start(
         node_config,
@@ -193,6 +209,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         logger,
     )
     .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
+    let raft_watch = fatal.watch_thread("the raft loop", raft_thread);
 
     let voter = Arc::new(VoterNode {
         raft: raft.clone(),
@@ -227,8 +244,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
-    for url in config.peer_listen() {
-        let addr = bind_addr(&url)?;
+    for url in &peer_urls {
+        let listener = url.bind().await?;
         let service = PeerServer::new(PeerService::new(
             raft.clone(),
             Arc::new(Staging(staging.clone())),
@@ -236,14 +253,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         ))
         .max_decoding_message_size(64 << 20);
         let mut stop = stop_rx.clone();
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {url}"))?;
         servers.push(tokio::spawn(
-            tonic::transport::Server::builder()
-                .tcp_nodelay(true)
+            mango_boot::grpc::server(&config.common.grpc, u32::MAX)
                 .add_service(service)
-                .serve_with_incoming_shutdown(tokio_stream_listener(listener), async move {
+                .serve_with_incoming_shutdown(incoming(listener), async move {
                     let _ = stop.wait_for(|s| *s).await;
                 }),
         ));
@@ -254,19 +267,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             config.watch_progress_notify_interval_ms.max(1),
         ),
     };
-    for url in config.client_listen() {
-        let addr = bind_addr(&url)?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {url}"))?;
-        let (router, _health) = mango_api::router(voter.clone(), &api);
+    let (routes, health) = mango_api::routes(voter.clone(), &api);
+    fatal.not_serving_on_trip(health);
+    for url in &client_urls {
+        let listener = url.bind().await?;
         let mut stop = stop_rx.clone();
-        servers.push(tokio::spawn(router.serve_with_incoming_shutdown(
-            tokio_stream_listener(listener),
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        )));
+        servers.push(tokio::spawn(
+            mango_boot::grpc::server(&config.common.grpc, config.max_concurrent_streams)
+                .add_routes(routes.clone())
+                .serve_with_incoming_shutdown(incoming(listener), async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                }),
+        ));
     }
     if let Some(addr) = config.listen_logstream_addr {
         let tls = match (&config.logstream_cert, &config.logstream_key) {
@@ -313,7 +325,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
     }
     raft.stop();
-    let _ = tokio::task::spawn_blocking(move || raft_thread.join()).await;
+    let _ = tokio::task::spawn_blocking(move || raft_watch.join()).await;
     store.sync(0).context("syncing the store")?;
     Ok(())
 }
@@ -372,13 +384,14 @@ async fn hand_off_leadership(voter: &VoterNode) {
     }
 }
 
-/// Accepted connections with TCP_NODELAY set: `serve_with_incoming_shutdown` ignores the
-/// builder's `tcp_nodelay`, and without it small responses wait for delayed ACKs (a flat
-/// ~40 ms on reads under load).
-fn tokio_stream_listener(
-    listener: tokio::net::TcpListener,
-) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(30)))
+/// The persist hook of `--debug-fail-log-writes-while`: every log write fails while `path`
+/// exists.
+fn failing_log_writes(path: std::path::PathBuf) -> mango_consensus::node::PersistHook {
+    mango_consensus::node::PersistHook(Arc::new(move || {
+        if path.exists() {
+            Err(format!("injected failure ({} exists)", path.display()))
+        } else {
+            Ok(())
+        }
+    }))
 }

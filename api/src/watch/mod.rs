@@ -31,11 +31,6 @@ use tonic::{Status, Streaming};
 use self::handle::{Command, Delivery, Hub, HubConfig, WatchSpec, WatcherKey};
 use crate::node::EtcdNode;
 
-/// etcd's text for a create whose range end is not after its key.
-pub const EMPTY_WATCHER_RANGE: &str = "mvcc: watcher range is empty";
-/// etcd's text for a create with a watch id the stream already uses.
-pub const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
-
 /// Responses buffered between a stream's task and gRPC (the hub's queue bounds the rest).
 const OUTGOING: usize = 4;
 
@@ -216,7 +211,9 @@ impl<N: EtcdNode> WatchStream<N> {
             self.next_id += 1;
             self.next_id - 1
         } else if self.ids.contains_key(&create.watch_id) {
-            return self.refuse(DUPLICATE_WATCH_ID).await;
+            return self
+                .refuse(mango_rpctypes::DUPLICATE_WATCH_ID.message)
+                .await;
         } else {
             create.watch_id
         };
@@ -341,7 +338,7 @@ fn spec(create: &WatchCreateRequest) -> Result<WatchSpec, &'static str> {
     };
     let end = &create.range_end;
     if !end.is_empty() && end.as_slice() != [0] && key.as_slice() >= end.as_slice() {
-        return Err(EMPTY_WATCHER_RANGE);
+        return Err(mango_rpctypes::EMPTY_WATCHER_RANGE.message);
     }
     let has = |f: FilterType| create.filters.contains(&(f as i32));
     Ok(WatchSpec {

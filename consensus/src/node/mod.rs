@@ -30,7 +30,7 @@ use raft::eraftpb::{Entry, Message, Snapshot};
 
 pub use handle::{GroupStatus, RaftHandle};
 pub use persist::PersistHook;
-pub use runtime::{GroupBootstrap, start};
+pub use runtime::{GroupBootstrap, RaftThread, start};
 pub use stepped::{SteppedNode, start_stepped};
 
 /// A Raft group id.

@@ -38,9 +38,10 @@ pub(crate) enum PersistWork {
 }
 
 /// Fault injection for tests: runs on the persist thread before every write, so a test can
-/// hold the disk (e.g. block until released) and watch the Raft thread carry on.
+/// hold the disk (e.g. block until released) and watch the Raft thread carry on, or fail the
+/// write (an `Err` is reported as the write's error, as a dead disk's would be).
 #[derive(Clone)]
-pub struct PersistHook(pub Arc<dyn Fn() + Send + Sync>);
+pub struct PersistHook(pub Arc<dyn Fn() -> Result<(), String> + Send + Sync>);
 
 impl fmt::Debug for PersistHook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -110,7 +111,7 @@ pub(crate) fn write_jobs(
         done.extend(job.done);
     }
     if let Some(hook) = hook {
-        (hook.0)();
+        (hook.0)().map_err(|e| format!("persisting the raft log: {e}"))?;
     }
     log.write_pending(batch, sync, ticket)
         .map_err(|e| format!("persisting the raft log: {e}"))?;

@@ -69,12 +69,19 @@ pub(crate) struct Runtime<S: StateMachine, T> {
     pub(crate) rx: Receiver<Command<S::Output>>,
     /// Sequence numbers for proposals and read contexts.
     next_seq: u64,
+    /// Why the loop stops, when a fatal report (failed apply or log write) stops it.
+    fatal: Option<String>,
     logger: slog::Logger,
 }
 
+/// The Raft loop's thread: it ends with `None` when stopped as asked, with the reason after a
+/// fatal error.
+pub type RaftThread = JoinHandle<Option<String>>;
+
 /// Starts the Raft loop on its own thread, with the transport `make_transport` builds from the
-/// node's handle. Returns the handle and the thread (which ends when the loop stops, after
-/// [`RaftHandle::stop`] or a fatal error).
+/// node's handle. Returns the handle and the thread, which ends when the loop stops: with
+/// `None` after [`RaftHandle::stop`], with the reason after a fatal error (a failed log
+/// write, a failed apply). A server MUST treat the latter as the end of the process.
 pub fn start<S: StateMachine, T: Transport>(
     config: NodeConfig,
     log: LogStore,
@@ -83,7 +90,7 @@ pub fn start<S: StateMachine, T: Transport>(
     make_transport: impl FnOnce(RaftHandle<S::Output>) -> T,
     provider: Option<Arc<dyn SnapshotProvider>>,
     logger: slog::Logger,
-) -> Result<(RaftHandle<S::Output>, JoinHandle<()>), RaftError> {
+) -> Result<(RaftHandle<S::Output>, RaftThread), RaftError> {
     let opened = open(&config, &log, groups, &sm, provider, &logger)?;
     let handle = opened.handle.clone();
     let (apply_tx, apply_rx) = mpsc::channel();
@@ -266,6 +273,7 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
             shared: opened.shared,
             rx: opened.rx,
             next_seq: opened.first_seq,
+            fatal: None,
             logger,
         };
         runtime.publish_status();
@@ -273,23 +281,25 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
     }
 
     /// The threaded loop: wait for a command or the next tick, take what is queued, turn.
-    fn run(mut self) {
-        loop {
+    /// Returns why it stopped when that was not asked for.
+    fn run(mut self) -> Option<String> {
+        let fatal = loop {
             let wait = self.next_tick.saturating_duration_since(Instant::now());
             let first = match self.rx.recv_timeout(wait) {
                 Ok(cmd) => Some(cmd),
                 Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Disconnected) => break None,
             };
             if !self.take_commands(first) {
-                break;
+                break self.fatal.take();
             }
             if let Err(e) = self.turn(Instant::now()) {
                 slog::crit!(self.logger, "raft loop stopping on a fatal error"; "error" => %e);
-                break;
+                break Some(e);
             }
-        }
+        };
         self.shut_down();
+        fatal
     }
 
     /// Handles `first` and up to a batch of queued commands (inline work's reports first).
@@ -310,7 +320,8 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
             match cmd {
                 Command::Stop => return false,
                 Command::Fatal(e) => {
-                    slog::crit!(self.logger, "raft loop stopping: applying failed"; "error" => %e);
+                    slog::crit!(self.logger, "raft loop stopping on a fatal error"; "error" => %e);
+                    self.fatal = Some(e);
                     return false;
                 }
                 cmd => self.handle(cmd),

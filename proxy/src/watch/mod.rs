@@ -158,7 +158,7 @@ impl Client {
                 watch_id: -1,
                 created: true,
                 canceled: true,
-                cancel_reason: mango_api::DUPLICATE_WATCH_ID.to_string(),
+                cancel_reason: mango_rpctypes::DUPLICATE_WATCH_ID.message.to_string(),
                 ..Default::default()
             });
         } else {
