@@ -1,0 +1,1 @@
+//! etcd 3.4's layout.
