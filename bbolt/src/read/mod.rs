@@ -114,10 +114,15 @@ impl Db {
         self.root().bucket(name)
     }
 
-    /// The page ids on the freelist (empty when the freelist is not stored).
+    /// The free page ids: the stored freelist, or, when the file stores none (etcd 3.4 runs
+    /// bbolt with `NoFreelistSync`), every page from 2 that no tree reaches, as bbolt
+    /// rebuilds it.
     pub fn free_pages(&self) -> Result<Vec<u64>, ReadError> {
         if self.meta.freelist == NO_FREELIST {
-            return Ok(Vec::new());
+            let seen = check::reachable(self)?;
+            return Ok((2..self.meta.high_water)
+                .filter(|&id| !seen.get(id as usize).copied().unwrap_or(false))
+                .collect());
         }
         let (header, bytes) = self.raw_page(self.meta.freelist)?;
         if header.flags & format::FREELIST_PAGE == 0 {
