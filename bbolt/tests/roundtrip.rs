@@ -1,6 +1,8 @@
 //! The writer's files read back with the reader: same content, and bbolt's consistency check
 //! passes (what `etcdctl snapshot status` runs before anything else).
 
+#![allow(clippy::unwrap_used)]
+
 use mango_bbolt::{BucketBuilder, Db, DbBuilder, Item, Value, WriteOptions, write_db};
 use proptest::prelude::*;
 

@@ -49,14 +49,26 @@ impl Db {
         if data.len() < 2 * MIN_PAGE_SIZE {
             return Err(ReadError::TooSmall { len: data.len() });
         }
-        // Meta 0 gives the page size, which places meta 1; if meta 0 is damaged bbolt assumes
-        // the default page size, and so do we.
+        // Meta 0 gives the page size, which places meta 1. If meta 0 is damaged, bbolt
+        // assumes the default page size; we then also try the other page sizes, so a file
+        // with 1 KiB or 16 KiB pages survives a damaged meta 0 as well.
         let meta0 = meta_at(&data, 0, None);
-        let page_size = match &meta0 {
-            Ok(m) => m.page_size as usize,
-            Err(_) => format::DEFAULT_PAGE_SIZE,
+        let meta1 = match &meta0 {
+            Ok(m) => meta_at(&data, m.page_size as usize, Some(m.page_size as usize)),
+            Err(_) => {
+                let mut sizes = std::iter::successors(Some(MIN_PAGE_SIZE), |s| Some(s * 2))
+                    .take_while(|s| *s <= MAX_PAGE_SIZE);
+                let first = meta_at(
+                    &data,
+                    format::DEFAULT_PAGE_SIZE,
+                    Some(format::DEFAULT_PAGE_SIZE),
+                );
+                match first {
+                    Ok(m) => Ok(m),
+                    Err(e) => sizes.find_map(|s| meta_at(&data, s, Some(s)).ok()).ok_or(e),
+                }
+            }
         };
-        let meta1 = meta_at(&data, page_size, Some(page_size));
         let meta = match (meta0, meta1) {
             (Ok(a), Ok(b)) => {
                 if b.txid > a.txid {

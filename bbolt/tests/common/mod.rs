@@ -15,13 +15,16 @@ use serde_json::Value as Json;
 
 /// Whether etcd and etcdctl are installed; prints the reason to skip when not.
 pub fn etcd_installed() -> bool {
-    for bin in ["etcd", "etcdctl"] {
+    for (bin, arg) in [("etcd", "--version"), ("etcdctl", "version")] {
         let ok = Command::new(bin)
-            .arg("--version")
+            .env("ETCDCTL_API", "3")
+            .arg(arg)
             .output()
             .is_ok_and(|o| o.status.success());
         if !ok {
-            eprintln!("SKIPPED: `{bin}` is not installed (Debian: apt-get install etcd-server etcd-client)");
+            eprintln!(
+                "SKIPPED: `{bin}` is not installed (Debian: apt-get install etcd-server etcd-client)"
+            );
             return false;
         }
     }
@@ -72,7 +75,12 @@ impl Etcd {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen-peer-urls", peer_url])
-            .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
+            .args([
+                "--listen-client-urls",
+                &endpoint,
+                "--advertise-client-urls",
+                &endpoint,
+            ])
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -86,7 +94,11 @@ impl Etcd {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !etcd.try_ctl(&["endpoint", "health"]).status.success() {
-            assert!(Instant::now() < deadline, "etcd did not start:\n{}", etcd.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not start:\n{}",
+                etcd.log_text()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         etcd
@@ -122,7 +134,11 @@ impl Etcd {
     /// `etcdctl txn` with `script` on its stdin.
     pub fn txn(&self, script: &str) -> String {
         let out = ctl_with_stdin(&self.endpoint, &["txn"], Some(script));
-        assert!(out.status.success(), "txn failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "txn failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).expect("utf-8")
     }
 
@@ -136,9 +152,13 @@ impl Etcd {
     /// Every key at revision `rev` (0: the current one), as etcd answers.
     pub fn all_kvs_at(&self, rev: i64) -> Vec<KeyValue> {
         let rev = format!("--rev={rev}");
-        let json: Json = serde_json::from_str(&self.ctl(&["get", "", "--prefix", &rev, "-w", "json"]))
-            .expect("get json");
-        json["kvs"].as_array().map(|a| a.iter().map(kv_from_json).collect()).unwrap_or_default()
+        let json: Json =
+            serde_json::from_str(&self.ctl(&["get", "", "--prefix", &rev, "-w", "json"]))
+                .expect("get json");
+        json["kvs"]
+            .as_array()
+            .map(|a| a.iter().map(kv_from_json).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -223,7 +243,13 @@ pub fn base64_decode(s: &str) -> Vec<u8> {
 
 /// What `etcdctl snapshot status -w json` says of a file.
 pub fn etcdctl_status(file: &Path) -> Json {
-    let out = ctl_offline(&["snapshot", "status", file.to_str().expect("path"), "-w", "json"]);
+    let out = ctl_offline(&[
+        "snapshot",
+        "status",
+        file.to_str().expect("path"),
+        "-w",
+        "json",
+    ]);
     assert!(
         out.status.success(),
         "snapshot status failed: {}{}",
@@ -234,7 +260,13 @@ pub fn etcdctl_status(file: &Path) -> Json {
 }
 
 /// Restores `file` into `data_dir` for a member `name` at `peer_url`.
-pub fn etcdctl_restore(file: &Path, data_dir: &Path, name: &str, peer_url: &str, skip_hash_check: bool) {
+pub fn etcdctl_restore(
+    file: &Path,
+    data_dir: &Path,
+    name: &str,
+    peer_url: &str,
+    skip_hash_check: bool,
+) {
     let mut args = vec![
         "snapshot".to_string(),
         "restore".into(),
@@ -258,6 +290,7 @@ pub fn etcdctl_restore(file: &Path, data_dir: &Path, name: &str, peer_url: &str,
 /// Granted TTL of a lease, from `etcdctl lease timetolive`.
 pub fn granted_ttl(etcd: &Etcd, id: i64) -> i64 {
     let hex = format!("{id:x}");
-    let v: Json = serde_json::from_str(&etcd.ctl(&["lease", "timetolive", &hex, "-w", "json"])).expect("json");
+    let v: Json = serde_json::from_str(&etcd.ctl(&["lease", "timetolive", &hex, "-w", "json"]))
+        .expect("json");
     v["granted-ttl"].as_i64().expect("granted-ttl")
 }
