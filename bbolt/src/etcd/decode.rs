@@ -39,6 +39,32 @@ fn revision_main(key: &[u8], value: &[u8]) -> Result<i64, EtcdError> {
         .ok_or_else(|| bad_value(META, key, "expected revision bytes"))
 }
 
+/// The `key` bucket of `db` one revision at a time, in revision order, decoded as it goes:
+/// for a large database, migrate from this rather than hold [`EtcdSnapshot::revisions`].
+pub fn key_revisions(
+    db: &Db,
+) -> Result<impl Iterator<Item = Result<KeyRevision, EtcdError>> + '_, EtcdError> {
+    let bucket = db
+        .bucket(KEY.as_bytes())?
+        .ok_or(EtcdError::MissingBucket(KEY))?;
+    Ok(bucket.iter().map(|entry| {
+        let entry = entry?;
+        let Value::Data(value) = entry.value else {
+            return Err(EtcdError::NestedBucket {
+                bucket: KEY.to_owned(),
+                key: entry.key.to_vec(),
+            });
+        };
+        let (revision, tombstone) = KeyRevision::parse_bucket_key(entry.key)?;
+        let kv = decode(KEY, entry.key, value)?;
+        Ok(KeyRevision {
+            revision,
+            tombstone,
+            kv,
+        })
+    }))
+}
+
 impl EtcdSnapshot {
     /// Reads every bucket of `db` as etcd 3.4 lays them out. The `key` and `meta` buckets
     /// must exist (etcd creates them first); the others may be absent, as if empty.

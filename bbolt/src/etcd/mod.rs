@@ -23,6 +23,7 @@ mod history;
 mod records;
 mod status;
 
+pub use decode::key_revisions;
 pub use records::{KeyRevision, Lease, Member, REVISION_LEN, Revision, TOMBSTONE_MARK};
 pub use status::{SnapshotStatus, status};
 
