@@ -905,18 +905,30 @@ fn mangopb_raft_request() {
                 u.hashed_password = "h".into();
             }),
         ),
-        (25, variant(Request::AuthUserDelete, |u| u.name = "u".into())),
+        (
+            25,
+            variant(Request::AuthUserDelete, |u| u.name = "u".into()),
+        ),
         (26, variant(Request::AuthUserGet, |u| u.name = "u".into())),
         (
             27,
             variant(Request::AuthUserChangePassword, |u| u.name = "u".into()),
         ),
-        (28, variant(Request::AuthUserGrantRole, |u| u.user = "u".into())),
-        (29, variant(Request::AuthUserRevokeRole, |u| u.name = "u".into())),
+        (
+            28,
+            variant(Request::AuthUserGrantRole, |u| u.user = "u".into()),
+        ),
+        (
+            29,
+            variant(Request::AuthUserRevokeRole, |u| u.name = "u".into()),
+        ),
         (30, variant(Request::AuthUserList, |_| {})),
         (31, variant(Request::AuthRoleList, |_| {})),
         (32, variant(Request::AuthRoleAdd, |r| r.name = "r".into())),
-        (33, variant(Request::AuthRoleDelete, |r| r.role = "r".into())),
+        (
+            33,
+            variant(Request::AuthRoleDelete, |r| r.role = "r".into()),
+        ),
         (34, variant(Request::AuthRoleGet, |r| r.role = "r".into())),
         (
             35,

@@ -192,9 +192,13 @@ fn apply_request(
         | Request::AuthRoleDelete(_)
         | Request::AuthRoleGet(_)
         | Request::AuthRoleGrantPermission(_)
-        | Request::AuthRoleRevokePermission(_)) => {
-            Response::Auth(crate::auth::apply(w.tables, auth, index, begin, auth_request)?)
-        }
+        | Request::AuthRoleRevokePermission(_)) => Response::Auth(crate::auth::apply(
+            w.tables,
+            auth,
+            index,
+            begin,
+            auth_request,
+        )?),
     };
     state.revision = state.revision.max(w.end_revision());
     Ok(response)

@@ -4,7 +4,8 @@
 //! auth state is refused with "revision of auth store is old" when used) and `exp`.
 //!
 //! Differences from etcd: the public key is required (etcd derives it from the private key),
-//! and ES512 and EdDSA are not offered (the JWT crate has no ES512).
+//! EC private keys must be PKCS#8 (etcd also reads SEC1), and ES512 and EdDSA are not
+//! offered (the JWT crate has no ES512).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::provider::TokenConfigError;
 use super::state::AuthInfo;
+
+/// The PEM label of a SEC1 EC private key, which the JWT crate does not read.
+const SEC1: &[u8] = b"BEGIN EC PRIVATE KEY";
 
 /// etcd's default JWT lifetime (`ttl` option).
 pub const DEFAULT_JWT_TTL: Duration = Duration::from_secs(300);
@@ -96,7 +100,16 @@ impl JwtTokens {
             ),
             Algorithm::ES256 | Algorithm::ES384 => (
                 private
-                    .map(|k| EncodingKey::from_ec_pem(k).map_err(bad))
+                    .map(|k| {
+                        if k.windows(SEC1.len()).any(|w| w == SEC1) {
+                            return Err(TokenConfigError::Key(
+                                "an EC private key must be PKCS#8 (\"PRIVATE KEY\"); convert a \
+                                 SEC1 one with `openssl pkcs8 -topk8 -nocrypt`"
+                                    .into(),
+                            ));
+                        }
+                        EncodingKey::from_ec_pem(k).map_err(bad)
+                    })
                     .transpose()?,
                 DecodingKey::from_ec_pem(public.ok_or(TokenConfigError::MissingKey)?)
                     .map_err(bad)?,
@@ -167,8 +180,8 @@ mod tests {
         let old = SystemTime::now() - Duration::from_secs(120);
         let expired = t.sign("alice", 7, old).expect("sign");
         assert_eq!(t.verify(&expired), None);
-        let other = JwtTokens::new("HS256", Some(b"other"), None, Duration::from_secs(60))
-            .expect("config");
+        let other =
+            JwtTokens::new("HS256", Some(b"other"), None, Duration::from_secs(60)).expect("config");
         assert_eq!(other.verify(&token), None);
         let method = JwtTokens::new("HS384", Some(b"secret"), None, Duration::from_secs(60))
             .expect("config");

@@ -31,6 +31,8 @@ mod checks;
 mod error;
 mod jwt;
 mod perms;
+#[cfg(test)]
+mod perms_model;
 mod provider;
 mod state;
 mod tokens;
@@ -41,8 +43,8 @@ pub use error::AuthError;
 pub use jwt::{DEFAULT_JWT_TTL, JwtSignError, JwtTokens};
 pub use provider::{TokenConfigError, TokenProvider, parse_go_duration};
 pub use state::{AuthInfo, AuthState, ROOT};
-pub(crate) use tokens::{TokenChange, TokenTable};
 pub use tokens::{DEFAULT_SIMPLE_TOKEN_TTL, TokenLookup, simple_token_index, simple_token_prefix};
+pub(crate) use tokens::{TokenChange, TokenTable};
 
 use mango_proto::etcdserverpb::{
     AuthDisableResponse, AuthEnableResponse, AuthRoleAddResponse, AuthRoleDeleteResponse,

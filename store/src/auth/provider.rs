@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::jwt::{DEFAULT_JWT_TTL, JwtSignError, JwtTokens};
 use super::Authenticated;
+use super::jwt::{DEFAULT_JWT_TTL, JwtSignError, JwtTokens};
 use super::tokens::TokenLookup;
 use crate::backend::{Backend, BackendError, GroupId};
 use crate::store::Store;
@@ -60,7 +60,11 @@ impl TokenProvider {
         for part in parts {
             let (k, v) = match part.split('=').collect::<Vec<_>>()[..] {
                 [k, v] => (k, v),
-                _ => return Err(TokenConfigError::Options(format!("{part:?} is not key=value"))),
+                _ => {
+                    return Err(TokenConfigError::Options(format!(
+                        "{part:?} is not key=value"
+                    )));
+                }
             };
             if options.insert(k, v).is_some() {
                 return Err(TokenConfigError::Options(format!("{k:?} given twice")));

@@ -192,10 +192,7 @@ impl AuthState {
 }
 
 /// Reads the user `name` inside a write transaction.
-pub(crate) fn get_user(
-    tables: &dyn WriteTables,
-    name: &str,
-) -> Result<Option<User>, BackendError> {
+pub(crate) fn get_user(tables: &dyn WriteTables, name: &str) -> Result<Option<User>, BackendError> {
     tables
         .get(Table::AuthUsers, name.as_bytes())?
         .map(|v| User::decode(v.as_slice()).map_err(|e| corrupt(Table::AuthUsers, e.to_string())))
@@ -208,10 +205,7 @@ pub(crate) fn put_user(tables: &mut dyn WriteTables, user: &User) -> Result<(), 
 }
 
 /// Reads the role `name` inside a write transaction.
-pub(crate) fn get_role(
-    tables: &dyn WriteTables,
-    name: &str,
-) -> Result<Option<Role>, BackendError> {
+pub(crate) fn get_role(tables: &dyn WriteTables, name: &str) -> Result<Option<Role>, BackendError> {
     tables
         .get(Table::AuthRoles, name.as_bytes())?
         .map(|v| Role::decode(v.as_slice()).map_err(|e| corrupt(Table::AuthRoles, e.to_string())))

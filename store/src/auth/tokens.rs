@@ -185,10 +185,16 @@ mod tests {
         let ttl = Duration::from_secs(300);
         let t0 = Instant::now();
         assert_eq!(t.expire(ttl, t0), 0);
-        assert_eq!(t.user("a.1", t0 + Duration::from_secs(200)), Some("alice".into()));
+        assert_eq!(
+            t.user("a.1", t0 + Duration::from_secs(200)),
+            Some("alice".into())
+        );
         assert_eq!(t.expire(ttl, t0 + Duration::from_secs(301)), 1);
         assert_eq!(t.user("b.2", t0), None);
-        assert_eq!(t.user("a.1", t0 + Duration::from_secs(400)), Some("alice".into()));
+        assert_eq!(
+            t.user("a.1", t0 + Duration::from_secs(400)),
+            Some("alice".into())
+        );
         t.apply(vec![TokenChange::InvalidateUser("alice".into())]);
         assert_eq!(t.len(), 0);
         t.apply(vec![assign("c.3", "carol"), TokenChange::Clear]);
