@@ -3,6 +3,9 @@
 //! `username`, `revision` (the auth revision at Authenticate; a token older than the current
 //! auth state is refused with "revision of auth store is old" when used) and `exp`.
 //!
+//! Prefer ES256: the RS*/PS* methods sign with the `rsa` crate, whose private-key operations
+//! are not constant-time (RUSTSEC-2023-0071, no fixed release; verification is not affected).
+//!
 //! Differences from etcd: the public key is required (etcd derives it from the private key),
 //! EC private keys must be PKCS#8 (etcd also reads SEC1), and ES512 and EdDSA are not
 //! offered (the JWT crate has no ES512).
