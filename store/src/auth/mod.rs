@@ -2,17 +2,17 @@
 //! flag and the auth revision, per group (a keyspace has its own auth, as it is a whole etcd).
 //!
 //! - Stored in the group's tables (`AuthUsers`, `AuthRoles`, two keys of `Meta`; see
-//!   [`state`]), changed only by applying `RaftRequest`s, so learners and joining voters get
+//!   `state.rs`), changed only by applying `RaftRequest`s, so learners and joining voters get
 //!   it from the log or a snapshot and enforce the same rules from their own copy.
 //! - Read as [`AuthState`], an immutable copy published with each read view
 //!   ([`ReadView::auth`](crate::ReadView::auth)): permission checks (`is_range_permitted`,
-//!   `check_txn`, ...; see [`checks`]) cost no I/O.
+//!   `check_txn`, ...; see `checks.rs`) cost no I/O.
 //! - Enforced at apply as etcd's auth applier does: a request whose `RaftRequest.auth`
 //!   names credentials is checked against the state as of that entry, so a permission
 //!   revoked between proposal and apply is honoured (and credentials resolved before an auth
 //!   change fail with "revision of auth store is old").
 //! - Tokens: simple tokens are issued through the log and kept per node in memory
-//!   ([`tokens`]); JWTs are stateless ([`jwt`]); [`TokenProvider`] is the `--auth-token`
+//!   (`tokens.rs`); JWTs are stateless ([`JwtTokens`]); [`TokenProvider`] is the `--auth-token`
 //!   choice.
 //!
 //! Authenticate, step by step (the API layer's part in 1, 2 and 5):
