@@ -82,6 +82,7 @@ pub(crate) fn store_data(e: &Entry) -> (Vec<u8>, Option<MemberChange>) {
                 let request = mango_proto::mangopb::raft_request::Request::MemberChange(c.clone());
                 let data = RaftRequest {
                     id: 0,
+                    auth: None,
                     request: Some(request),
                 }
                 .encode_to_vec();
