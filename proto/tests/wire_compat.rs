@@ -965,6 +965,7 @@ fn mangopb_raft_request() {
     );
     let batch = mangopb::PeerBatch {
         messages: vec![vec![1, 2], vec![3]],
+        cluster_id: 7,
     };
-    assert_fields(&batch, &[(1, LEN), (1, LEN)]);
+    assert_fields(&batch, &[(1, LEN), (1, LEN), (2, VARINT)]);
 }

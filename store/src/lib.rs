@@ -34,7 +34,7 @@ pub use hash::HashKv;
 pub use kv::{validate_delete, validate_put, validate_range};
 pub use lease::{LeaseInfo, MAX_LEASE_TTL};
 pub use mvcc::{GroupState, RangeResult};
-pub use snapshot::{SnapshotError, SnapshotReader};
+pub use snapshot::{SnapshotError, SnapshotReader, verify_snapshot};
 pub use store::{ReadView, Store, StoreOptions};
 pub use txn::{MAX_TXN_OPS, is_txn_read_only, validate_txn};
 pub use watch::{EventBatch, EventLimits, KeyRange};
