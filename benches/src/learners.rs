@@ -120,6 +120,8 @@ impl Learner {
             .arg(&data_dir)
             .args(["--listen-client-urls", &url])
             .args(["--upstream", &upstreams.join(",")])
+            // Loopback benchmark: the voters serve development certificates.
+            .arg("--insecure-skip-upstream-verify")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log)

@@ -216,6 +216,8 @@ impl Deployment {
             .arg(&l.data_dir)
             .args(["--listen-client-urls", &format!("http://{}", l.endpoint())])
             .args(["--upstream", &l.upstream])
+            // On loopback the upstreams serve development certificates.
+            .arg("--insecure-skip-upstream-verify")
             .args(["--listen-logstream-addr", &l.stream_addr()])
             .args(&l.extra)
             .stdout(Stdio::null())

@@ -248,6 +248,13 @@ impl SnapshotSink for Staging {
     fn staging_path(&self, group: GroupId, index: u64) -> PathBuf {
         self.path(group, index)
     }
+
+    fn verify(&self, _group: GroupId, path: &std::path::Path) -> Result<(), String> {
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        mango_store::verify_snapshot(&mut std::io::BufReader::new(file))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Snapshots for Raft: metadata from the store's applied state, bytes streamed from a view.
