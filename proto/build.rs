@@ -1,5 +1,6 @@
 //! Compiles the .proto files under `proto/` with tonic-prost-build (messages, clients and
-//! servers). Uses the `protoc` on PATH (or `PROTOC` if the caller set it); never sets `PROTOC`.
+//! servers), with the `protoc` that `protoc-bin-vendored` ships, so nothing needs installing;
+//! `PROTOC` set by the caller still wins. Never sets `PROTOC` for anyone else.
 
 const PROTO_ROOT: &str = "proto";
 
@@ -18,11 +19,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");
     }
+    let mut config = prost_build::Config::new();
+    if std::env::var_os("PROTOC").is_none() {
+        config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    }
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         // Entry data and snapshot chunks decode as slices of the received frame, not copies.
         .bytes(".mangologpb")
-        .compile_protos(PROTOS, &[PROTO_ROOT])?;
+        .compile_with_config(config, PROTOS, &[PROTO_ROOT])?;
     Ok(())
 }

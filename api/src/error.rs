@@ -16,6 +16,9 @@ pub fn store_status(e: StoreError) -> Status {
         ErrorCode::NotFound => Code::NotFound,
         ErrorCode::FailedPrecondition => Code::FailedPrecondition,
         ErrorCode::ResourceExhausted => Code::ResourceExhausted,
+        ErrorCode::PermissionDenied => Code::PermissionDenied,
+        ErrorCode::Unauthenticated => Code::Unauthenticated,
+        ErrorCode::Unknown => Code::Unknown,
         ErrorCode::Internal => {
             tracing::error!(error = %e, "storage failure while serving a request");
             Code::Internal

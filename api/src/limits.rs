@@ -87,6 +87,7 @@ mod tests {
             let request = put(len);
             let encoded = RaftRequest {
                 id: u64::MAX,
+                auth: None,
                 request: Some(request.clone()),
             }
             .encoded_len();

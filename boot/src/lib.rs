@@ -7,6 +7,8 @@
 //! - [`logging`]: `--log-level`, `--log-format text|json`, colour only on a terminal.
 //! - [`listen`]: listen URLs (`http://` and `https://`, host names and IPs) bound to sockets.
 //! - [`grpc`]: the tonic server builder with HTTP/2 limits and keep-alives set.
+//! - [`tls`]: etcd's client and peer TLS flags, and the rule that a listener off loopback
+//!   authenticates its peers or runs plaintext only behind a flag naming the risk.
 //! - [`fatal`]: the fatal-exit path: a component that cannot go on trips it, health turns
 //!   NOT_SERVING, the reason is logged and the process exits non-zero within a second.
 //! - [`main`]: the entry point every binary's `main` calls: parse, log, start the runtime,
@@ -21,6 +23,7 @@ pub mod grpc;
 pub mod listen;
 pub mod logging;
 mod run;
+pub mod tls;
 
 pub use config::{CommonFlags, ConfigError, Layered};
 pub use fatal::Fatal;

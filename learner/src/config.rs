@@ -3,8 +3,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::ArgAction;
 use clap::Parser;
 use mango_boot::CommonFlags;
+use mango_boot::tls::ClientTlsFlags;
 use serde::Serialize;
 
 /// A learner: applies the committed log streamed from voters (or other learners) and serves
@@ -38,10 +40,40 @@ pub struct Config {
     /// first reachable is used, the others on failure. Required.
     #[arg(long, default_value = "")]
     pub upstream: String,
-    /// PEM file of the CA (or certificate) the upstreams' log-stream certificates chain to.
-    /// Without it the stream is encrypted but the upstream is not authenticated (development).
+    /// PEM file of the CA (or certificate) the upstreams' log-stream certificates chain to
+    /// (the cluster CA). Required, unless --insecure-skip-upstream-verify.
     #[arg(long)]
     pub upstream_ca: Option<PathBuf>,
+    /// PEM certificate this learner presents to its upstreams (upstreams off loopback
+    /// require one issued by the cluster CA); needs --upstream-key.
+    #[arg(long)]
+    pub upstream_cert: Option<PathBuf>,
+    /// PEM key of --upstream-cert.
+    #[arg(long)]
+    pub upstream_key: Option<PathBuf>,
+    /// Follow upstreams without checking their certificates: anyone who can answer on an
+    /// upstream's address can then feed this learner data of their choosing.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true",
+          action = ArgAction::Set)]
+    pub insecure_skip_upstream_verify: bool,
+    /// PEM CA certificates that followers of this learner's own log stream must present a
+    /// certificate of [default: --upstream-ca].
+    #[arg(long)]
+    pub logstream_trusted_ca_file: Option<PathBuf>,
+    /// Serve this learner's log stream to followers that present no certificate: anyone who
+    /// reaches it can then read every key and every change.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true",
+          action = ArgAction::Set)]
+    pub insecure_unauthenticated_learners: bool,
+    /// Client TLS (etcd's flags).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub client_tls: ClientTlsFlags,
+    /// Accept `http://` client URLs off loopback: every client request then crosses the
+    /// network in plaintext, readable and forgeable by anyone on the path.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true",
+          action = ArgAction::Set)]
+    pub insecure_plaintext_clients: bool,
     /// Serve the log stream onward to other learners on this address (ip:port).
     #[arg(long)]
     pub listen_logstream_addr: Option<SocketAddr>,
@@ -77,6 +109,11 @@ impl mango_boot::Layered for Config {
         "max-request-bytes",
         "max-concurrent-streams",
         "log-level",
+        "cert-file",
+        "key-file",
+        "trusted-ca-file",
+        "client-cert-auth",
+        "auto-tls",
     ];
 
     fn common(&self) -> &CommonFlags {
@@ -101,6 +138,15 @@ impl Config {
         anyhow::ensure!(
             self.logstream_cert.is_some() == self.logstream_key.is_some(),
             "--logstream-cert and --logstream-key go together"
+        );
+        anyhow::ensure!(
+            self.upstream_cert.is_some() == self.upstream_key.is_some(),
+            "--upstream-cert and --upstream-key go together"
+        );
+        anyhow::ensure!(
+            self.upstream_ca.is_some() || self.insecure_skip_upstream_verify,
+            "--upstream-ca is required: the CA the upstreams' log-stream certificates chain to \
+             (or pass --insecure-skip-upstream-verify to follow whoever answers)"
         );
         self.upstreams()?;
         Ok(())

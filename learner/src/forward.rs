@@ -20,16 +20,23 @@ pub struct Voters {
     store: Arc<Store>,
     timeout: Duration,
     cached: Mutex<Option<(Vec<String>, Channel)>>,
+    /// TLS for `https://` client URLs (the learner's `--trusted-ca-file` and certificate).
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Voters {
     /// Voters as `store`'s member registry lists them; each forwarded call is bounded by
     /// `timeout`.
-    pub fn new(store: Arc<Store>, timeout: Duration) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        timeout: Duration,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Self {
         Self {
             store,
             timeout,
             cached: Mutex::new(None),
+            tls,
         }
     }
 
@@ -72,11 +79,21 @@ impl Voters {
         }
         let mut endpoints = Vec::new();
         for url in &urls {
-            let endpoint = Endpoint::from_shared(url.clone())
+            let mut endpoint = Endpoint::from_shared(url.clone())
                 .map_err(|e| NodeError::Other(format!("voter client URL {url:?}: {e}")))?
                 .tcp_nodelay(true)
                 .connect_timeout(Duration::from_secs(1))
                 .timeout(self.timeout);
+            if url.starts_with("https://") {
+                let tls = self.tls.clone().ok_or_else(|| {
+                    NodeError::Unavailable(format!(
+                        "voter client URL {url}: https:// needs --trusted-ca-file"
+                    ))
+                })?;
+                endpoint = endpoint
+                    .tls_config(tls)
+                    .map_err(|e| NodeError::Other(format!("voter client URL {url:?}: {e}")))?;
+            }
             endpoints.push(endpoint);
         }
         let channel = Channel::balance_list(endpoints.into_iter());

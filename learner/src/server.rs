@@ -16,12 +16,50 @@ use crate::forward::Voters;
 use crate::log::{GROUP, LearnerLog};
 use crate::node::LearnerNode;
 
+/// How this learner checks its upstreams and proves itself to them.
 fn client_tls(config: &Config) -> anyhow::Result<ClientTls> {
-    Ok(match &config.upstream_ca {
+    let tls = match &config.upstream_ca {
         Some(ca) => ClientTls::trust_pem_file(ca)
             .with_context(|| format!("reading --upstream-ca {}", ca.display()))?,
+        // validate() refused this without the flag.
         None => ClientTls::insecure_dev(),
+    };
+    Ok(match (&config.upstream_cert, &config.upstream_key) {
+        (Some(cert), Some(key)) => {
+            tls.with_identity(mango_tls::Identity::from_pem_files(cert, key)?)
+        }
+        _ => tls,
     })
+}
+
+/// This learner's own log stream: its certificate (or a development one), and followers
+/// required to present one chaining to `--logstream-trusted-ca-file` (else `--upstream-ca`);
+/// without a CA only on loopback, or behind `--insecure-unauthenticated-learners`.
+fn onward_tls(
+    config: &Config,
+    data_dir: &std::path::Path,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<ServerTls> {
+    let tls = match (&config.logstream_cert, &config.logstream_key) {
+        (Some(cert), Some(key)) => ServerTls::from_pem_files(cert, key)?,
+        _ => ServerTls::dev(data_dir, &[addr.ip().to_string()])?,
+    };
+    let ca = config
+        .logstream_trusted_ca_file
+        .as_ref()
+        .or(config.upstream_ca.as_ref());
+    match ca {
+        Some(path) => Ok(tls.require_clients(mango_tls::Roots::from_pem_file(path)?)),
+        None if addr.ip().is_loopback() || config.insecure_unauthenticated_learners => {
+            tracing::warn!(%addr, "the onward log stream authenticates no follower");
+            Ok(tls)
+        }
+        None => anyhow::bail!(
+            "--listen-logstream-addr {addr} is not on loopback and no CA authenticates \
+             followers: give --logstream-trusted-ca-file (or --upstream-ca), or pass \
+             --insecure-unauthenticated-learners"
+        ),
+    }
 }
 
 /// Runs a learner until `boot.shutdown` resolves. A storage failure while applying trips
@@ -30,14 +68,21 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
     config.validate()?;
     let Boot { shutdown, fatal } = boot;
     let client_urls = ListenUrl::parse_list(&config.listen_client_urls)?;
-    if let Some(u) = client_urls.iter().find(|u| u.tls) {
-        anyhow::bail!(
-            "--listen-client-urls {}: https:// needs TLS flags (not configured)",
-            u.url
-        );
-    }
-
     let data_dir = config.data_dir();
+    let client_hosts: Vec<String> = [config.client_listen(), config.client_advertise()]
+        .concat()
+        .iter()
+        .filter_map(|u| mango_tls::url_host(u))
+        .collect();
+    let client_security = config.client_tls.material(&data_dir, &client_hosts)?;
+    mango_boot::tls::check_listeners(
+        "--listen-client-urls",
+        &client_urls,
+        &client_security,
+        false,
+        config.insecure_plaintext_clients,
+        "insecure-plaintext-clients",
+    )?;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let store = Arc::new(
@@ -72,7 +117,11 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
 
     let node = Arc::new(LearnerNode::new(
         log.clone(),
-        Voters::new(store.clone(), Duration::from_secs(7)),
+        Voters::new(
+            store.clone(),
+            Duration::from_secs(7),
+            client_security.tonic_client_config(),
+        ),
         config.member_id(),
     ));
     {
@@ -97,10 +146,7 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
 
     let mut servers = Vec::new();
     if let Some(addr) = config.listen_logstream_addr {
-        let tls = match (&config.logstream_cert, &config.logstream_key) {
-            (Some(cert), Some(key)) => ServerTls::from_pem_files(cert, key)?,
-            _ => ServerTls::dev(&data_dir, &[addr.ip().to_string()])?,
-        };
+        let tls = onward_tls(&config, &data_dir, addr)?;
         let source: Arc<dyn LogSource> = log.clone();
         let (bound, task) =
             mango_logstream::serve(addr, tls, source, stopped(stop_rx.clone())).await?;
@@ -115,8 +161,16 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
     fatal.not_serving_on_trip(health);
     for url in &client_urls {
         let listener = url.bind().await?;
-        let server = mango_boot::grpc::server(&config.common.grpc, config.max_concurrent_streams)
-            .add_routes(routes.clone());
+        let server = mango_boot::grpc::server(&config.common.grpc, config.max_concurrent_streams);
+        let server = if url.tls {
+            let tls = client_security
+                .server_config()
+                .with_context(|| format!("{}: https:// needs a certificate", url.url))?;
+            server.tls_config(tls)?
+        } else {
+            server
+        }
+        .add_routes(routes.clone());
         let stop = stopped(stop_rx.clone());
         servers.push(tokio::spawn(async move {
             if let Err(e) = server

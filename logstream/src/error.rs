@@ -2,36 +2,11 @@
 //! everything that crosses the network.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use crate::source::SourceError;
 
-/// Loading, generating or using TLS material failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A file holds no usable PEM certificate or key.
-    #[error("{path}: {message}")]
-    Pem {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// Generating a development certificate failed.
-    #[error("generating a development certificate: {0}")]
-    Generate(String),
-    /// rustls or quinn refused the configuration (e.g. a key that does not match).
-    #[error("TLS configuration: {0}")]
-    Config(String),
-}
+/// Loading, generating or using TLS material failed (mango-tls's error).
+pub use mango_tls::TlsError;
 
 /// A stream operation failed.
 #[derive(Debug, thiserror::Error)]

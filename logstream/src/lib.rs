@@ -51,11 +51,13 @@
 //!
 //! # Trust
 //!
-//! The server presents [`ServerTls`] (PEM files, or a self-signed development certificate
-//! made on first start by [`ServerTls::dev`]). The client checks it against [`ClientTls`]
-//! roots and the upstream's IP address (or [`ClientTls::with_server_name`]), or accepts
-//! anything with [`ClientTls::insecure_dev`]. Clients are not authenticated: whoever reaches
-//! the port can read the log.
+//! The server presents [`ServerTls`] (PEM files, or a development certificate made on first
+//! start by [`ServerTls::dev`]) and, given client CAs ([`ServerTls::require_clients`]),
+//! accepts only followers whose certificate chains to them: mutual TLS, so only members of
+//! the cluster read the log. The client checks the server against [`ClientTls`] roots and
+//! the upstream's IP address (or [`ClientTls::with_server_name`]) and presents its own
+//! certificate ([`ClientTls::with_identity`]); [`ClientTls::insecure_dev`] accepts any server
+//! (behind a flag that says so).
 
 mod endpoint;
 mod error;

@@ -154,3 +154,40 @@ fn unusable_pem_files_are_reported() {
     assert!(ServerTls::from_pem_files(&junk, &junk).is_err());
     assert!(ClientTls::trust_pem_file(&dir.path().join("missing.pem")).is_err());
 }
+
+/// A server that requires client certificates (mutual TLS, the cluster CA) serves a follower
+/// presenting one the CA issued, and refuses one without a certificate or with one of
+/// another CA: only members of the cluster read the log.
+#[tokio::test]
+async fn a_server_requiring_client_certificates_refuses_strangers() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = mango_tls::DevCa::load_or_create(&dir.path().join("ca"), "cluster").unwrap();
+    let other = mango_tls::DevCa::generate("other").unwrap();
+    let server_id = ca.issue("voter", &["127.0.0.1".into()]).unwrap();
+    let tls = ServerTls::new(server_id).require_clients(ca.roots().unwrap());
+    let server = leader_server(tls).await;
+    let trust = ClientTls::trust(ca.roots().unwrap());
+
+    let anonymous = ReadIndexClient::new(vec![server.addr], trust.clone());
+    assert!(anonymous.read_index(GROUP).await.is_err(), "no certificate");
+    let stranger = ReadIndexClient::new(
+        vec![server.addr],
+        trust.clone().with_identity(other.issue("x", &[]).unwrap()),
+    );
+    assert!(stranger.read_index(GROUP).await.is_err(), "another CA");
+    let sink = MemLog::learner();
+    let follower = Follower::start(vec![server.addr], trust.clone(), sink.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        sink.last_index(),
+        0,
+        "a follower without a certificate got entries"
+    );
+    follower.stop().await;
+
+    let member = trust.with_identity(ca.issue("learner", &[]).unwrap());
+    let client = ReadIndexClient::new(vec![server.addr], member.clone());
+    assert_eq!(client.read_index(GROUP).await.unwrap(), 7);
+    server.stop().await;
+}

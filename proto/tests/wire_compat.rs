@@ -888,16 +888,84 @@ fn mangopb_raft_request() {
             }),
         ),
         (9, variant(Request::Range, |r| range_request!(r))),
+        (20, variant(Request::AuthEnable, |_| {})),
+        (21, variant(Request::AuthDisable, |_| {})),
+        (22, variant(Request::AuthStatus, |_| {})),
+        (
+            23,
+            variant(Request::Authenticate, |a| {
+                a.name = "u".into();
+                a.simple_token = "t".into();
+            }),
+        ),
+        (
+            24,
+            variant(Request::AuthUserAdd, |u| {
+                u.name = "u".into();
+                u.hashed_password = "h".into();
+            }),
+        ),
+        (
+            25,
+            variant(Request::AuthUserDelete, |u| u.name = "u".into()),
+        ),
+        (26, variant(Request::AuthUserGet, |u| u.name = "u".into())),
+        (
+            27,
+            variant(Request::AuthUserChangePassword, |u| u.name = "u".into()),
+        ),
+        (
+            28,
+            variant(Request::AuthUserGrantRole, |u| u.user = "u".into()),
+        ),
+        (
+            29,
+            variant(Request::AuthUserRevokeRole, |u| u.name = "u".into()),
+        ),
+        (30, variant(Request::AuthUserList, |_| {})),
+        (31, variant(Request::AuthRoleList, |_| {})),
+        (32, variant(Request::AuthRoleAdd, |r| r.name = "r".into())),
+        (
+            33,
+            variant(Request::AuthRoleDelete, |r| r.role = "r".into()),
+        ),
+        (34, variant(Request::AuthRoleGet, |r| r.role = "r".into())),
+        (
+            35,
+            variant(Request::AuthRoleGrantPermission, |r| r.name = "r".into()),
+        ),
+        (
+            36,
+            variant(Request::AuthRoleRevokePermission, |r| r.role = "r".into()),
+        ),
     ];
     for (number, request) in variants {
-        let message = mangopb::RaftRequest { id: 42, request };
+        let message = mangopb::RaftRequest {
+            id: 42,
+            request,
+            auth: None,
+        };
         assert_fields(&message, &[(1, VARINT), (number, LEN)]);
         let decoded =
             mangopb::RaftRequest::decode(message.encode_to_vec().as_slice()).expect("decodes");
         assert_eq!(decoded, message);
     }
+    let with_auth = mangopb::RaftRequest {
+        id: 1,
+        request: variant(Request::AuthEnable, |_| {}),
+        auth: Some(mangopb::RequestAuth {
+            username: "root".into(),
+            auth_revision: 7,
+        }),
+    };
+    assert_fields(&with_auth, &[(1, VARINT), (20, LEN), (100, LEN)]);
+    assert_fields(
+        with_auth.auth.as_ref().expect("set"),
+        &[(1, LEN), (2, VARINT)],
+    );
     let batch = mangopb::PeerBatch {
         messages: vec![vec![1, 2], vec![3]],
+        cluster_id: 7,
     };
-    assert_fields(&batch, &[(1, LEN), (1, LEN)]);
+    assert_fields(&batch, &[(1, LEN), (1, LEN), (2, VARINT)]);
 }

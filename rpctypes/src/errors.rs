@@ -138,6 +138,12 @@ etcd_errors! {
     ROLE_NOT_FOUND = (FailedPrecondition, "etcdserver: role name not found");
     /// An empty role name.
     ROLE_EMPTY = (InvalidArgument, "etcdserver: role name is empty");
+    /// RoleGrantPermission without a permission (etcd 3.4 answers it as `InvalidArgument`
+    /// through its unknown-error path).
+    PERMISSION_NOT_GIVEN = (InvalidArgument, "etcdserver: permission not given");
+    /// Authenticate with a password for a user added with `no_password` (no table entry in
+    /// etcd: `Unknown` with its internal text).
+    NO_PASSWORD_USER = (Unknown, "auth: authentication failed, password was given for no password user");
     /// Wrong user or password.
     AUTH_FAILED = (InvalidArgument, "etcdserver: authentication failed, invalid user ID or password");
     /// The user may not do this.

@@ -236,6 +236,7 @@ async fn serve(
             }
             let data = RaftRequest {
                 id: 0,
+                auth: None,
                 request: Some(raft_request::Request::Put(PutRequest {
                     key,
                     value,

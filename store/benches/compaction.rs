@@ -39,6 +39,7 @@ fn main() {
         batch.push(
             RaftRequest {
                 id: 0,
+                auth: None,
                 request: Some(Request::Put(put)),
             }
             .encode_to_vec(),
@@ -68,6 +69,7 @@ fn main() {
     let head = store.read(0).expect("read").revision();
     let data = RaftRequest {
         id: 0,
+        auth: None,
         request: Some(Request::Compaction(CompactionRequest {
             revision: head,
             physical: false,

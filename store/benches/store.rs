@@ -19,6 +19,7 @@ fn put_data(key: &[u8], value: &[u8]) -> Vec<u8> {
     };
     RaftRequest {
         id: 1,
+        auth: None,
         request: Some(Request::Put(put)),
     }
     .encode_to_vec()

@@ -8,6 +8,7 @@ use mango_proto::mangopb::RaftRequest;
 use mango_proto::mangopb::raft_request::Request;
 use prost::Message;
 
+use crate::auth::{AuthCtx, AuthInfo, AuthResponse};
 use crate::backend::WriteTables;
 use crate::error::StoreError;
 use crate::mvcc::GroupState;
@@ -48,6 +49,8 @@ pub enum Response {
     LeaseRevoke(LeaseRevokeResponse),
     /// A LeaseCheckpoint.
     LeaseCheckpoint(LeaseCheckpointResponse),
+    /// An auth request (AuthEnable, UserAdd, Authenticate, RoleGet, ...).
+    Auth(AuthResponse),
 }
 
 /// The outcome of one applied entry.
@@ -63,10 +66,12 @@ pub struct Applied {
 
 /// Applies `entries` on top of `state` inside one write transaction. Entries at or below the
 /// applied index are skipped (replay after a restart). Returns the outcomes in order; an `Err`
-/// is a storage failure and the caller aborts the whole transaction. The caller saves `state`.
+/// is a storage failure and the caller aborts the whole transaction. The caller saves `state`
+/// and, once the transaction commits, publishes `auth`'s state and token changes.
 pub(crate) fn apply_entries(
     tables: &mut dyn WriteTables,
     state: &mut GroupState,
+    auth: &mut AuthCtx,
     entries: &[ApplyEntry<'_>],
 ) -> Result<Vec<Applied>, StoreError> {
     let mut out = Vec::with_capacity(entries.len());
@@ -74,7 +79,7 @@ pub(crate) fn apply_entries(
         if entry.index <= state.applied_index {
             continue;
         }
-        let (id, result) = apply_one(tables, state, entry.data);
+        let (id, result) = apply_one(tables, state, auth, entry.index, entry.data);
         if let Err(StoreError::Backend(e)) = result {
             return Err(StoreError::Backend(e));
         }
@@ -92,6 +97,8 @@ pub(crate) fn apply_entries(
 fn apply_one(
     tables: &mut dyn WriteTables,
     state: &mut GroupState,
+    auth: &mut AuthCtx,
+    index: u64,
     data: &[u8],
 ) -> (u64, Result<Response, StoreError>) {
     if data.is_empty() {
@@ -103,14 +110,42 @@ fn apply_one(
     };
     let result = match req.request {
         None => Ok(Response::Empty),
-        Some(request) => apply_request(tables, state, request),
+        Some(request) => match check(tables, auth, req.auth, &request) {
+            Ok(()) => apply_request(tables, state, auth, index, request),
+            Err(e) => Err(e),
+        },
     };
     (req.id, result)
+}
+
+/// etcd's auth applier: a client's request is checked against the auth state as of its
+/// entry, with the credentials it was proposed with. A member's own requests (no `auth`)
+/// pass.
+fn check(
+    tables: &dyn WriteTables,
+    auth: &AuthCtx,
+    credentials: Option<mango_proto::mangopb::RequestAuth>,
+    request: &Request,
+) -> Result<(), StoreError> {
+    let Some(credentials) = credentials else {
+        return Ok(());
+    };
+    if !auth.state.enabled() {
+        return Ok(());
+    }
+    let info = AuthInfo {
+        username: credentials.username,
+        revision: credentials.auth_revision,
+    };
+    let lease_keys = |id: i64| crate::lease::keys(tables, id);
+    auth.state.check_request(&info, request, &lease_keys)
 }
 
 fn apply_request(
     tables: &mut dyn WriteTables,
     state: &mut GroupState,
+    auth: &mut AuthCtx,
+    index: u64,
     request: Request,
 ) -> Result<Response, StoreError> {
     let begin = state.revision;
@@ -141,6 +176,29 @@ fn apply_request(
         Request::LeaseCheckpoint(c) => {
             Response::LeaseCheckpoint(lease::checkpoint(w.tables, begin, &c)?)
         }
+        auth_request @ (Request::AuthEnable(_)
+        | Request::AuthDisable(_)
+        | Request::AuthStatus(_)
+        | Request::Authenticate(_)
+        | Request::AuthUserAdd(_)
+        | Request::AuthUserDelete(_)
+        | Request::AuthUserGet(_)
+        | Request::AuthUserChangePassword(_)
+        | Request::AuthUserGrantRole(_)
+        | Request::AuthUserRevokeRole(_)
+        | Request::AuthUserList(_)
+        | Request::AuthRoleList(_)
+        | Request::AuthRoleAdd(_)
+        | Request::AuthRoleDelete(_)
+        | Request::AuthRoleGet(_)
+        | Request::AuthRoleGrantPermission(_)
+        | Request::AuthRoleRevokePermission(_)) => Response::Auth(crate::auth::apply(
+            w.tables,
+            auth,
+            index,
+            begin,
+            auth_request,
+        )?),
     };
     state.revision = state.revision.max(w.end_revision());
     Ok(response)

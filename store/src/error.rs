@@ -2,6 +2,7 @@
 
 use mango_rpctypes as rpc;
 
+use crate::auth::AuthError;
 use crate::backend::BackendError;
 
 /// The gRPC status code an error maps to (the API layer turns it into a `tonic::Code`).
@@ -19,6 +20,13 @@ pub enum ErrorCode {
     ResourceExhausted,
     /// `Internal`.
     Internal,
+    /// `PermissionDenied` (etcd's "permission denied").
+    PermissionDenied,
+    /// `Unauthenticated` (etcd's "invalid auth token").
+    Unauthenticated,
+    /// `Unknown`: etcd answers errors missing from its table with it (an Authenticate with a
+    /// password for a user that has none).
+    Unknown,
 }
 
 /// A request the store refused, or could not serve. Every variant but `Backend` is a normal
@@ -64,6 +72,9 @@ pub enum StoreError {
     /// A replicated request that does not decode (never produced by a correct proposer).
     #[error("etcdserver: malformed request: {0}")]
     Malformed(String),
+    /// An auth request refused, or a request its sender may not make (etcd's auth errors).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// Storage failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -86,6 +97,7 @@ impl StoreError {
             | StoreError::DuplicateKey
             | StoreError::InvalidSortOption
             | StoreError::Malformed(_) => ErrorCode::InvalidArgument,
+            StoreError::Auth(e) => e.code(),
             StoreError::Backend(_) => ErrorCode::Internal,
         }
     }

@@ -251,6 +251,7 @@ mod tests {
         let index = store.read(0).unwrap().state().applied_index + 1;
         let data = RaftRequest {
             id: index,
+            auth: None,
             request: Some(request),
         }
         .encode_to_vec();

@@ -180,58 +180,9 @@ impl<B: Backend> Store<B> {
                 for table in Table::ALL {
                     tables.clear(table)?;
                 }
-                let mut records = 0u64;
-                loop {
-                    let mut tag = [0u8; 1];
-                    input.read_exact(&mut tag).map_err(io_err)?;
-                    if tag[0] == END_TAG {
-                        break;
-                    }
-                    crc.update(&tag);
-                    let table = Table::from_tag(tag[0])
-                        .ok_or_else(|| malformed(format!("unknown table tag {}", tag[0])))?;
-                    let klen = read_u32(input, &mut crc).map_err(snap_err)?;
-                    if klen > MAX_FIELD {
-                        return Err(malformed(format!("key of {klen} bytes")));
-                    }
-                    let key = read_exact(input, &mut crc, klen as usize).map_err(snap_err)?;
-                    let vlen = read_u32(input, &mut crc).map_err(snap_err)?;
-                    if vlen > MAX_FIELD {
-                        return Err(malformed(format!("value of {vlen} bytes")));
-                    }
-                    let value = read_exact(input, &mut crc, vlen as usize).map_err(snap_err)?;
-                    tables.put(table, &key, &value)?;
-                    records += 1;
-                }
-                let mut trailer = [0u8; 12];
-                input.read_exact(&mut trailer).map_err(io_err)?;
-                let (count, sum) = trailer.split_at(8);
-                let count =
-                    u64::from_be_bytes(count.try_into().map_err(|_| malformed("trailer".into()))?);
-                let sum =
-                    u32::from_be_bytes(sum.try_into().map_err(|_| malformed("trailer".into()))?);
-                if count != records {
-                    return Err(malformed(format!(
-                        "{records} records, trailer says {count}"
-                    )));
-                }
-                if sum != crc.clone().finalize() {
-                    return Err(malformed("checksum mismatch".into()));
-                }
-                // Zero padding may follow (etcd's snapshot files pad to 512 bytes); anything
-                // else means the stream is not what was written.
-                let mut rest = [0u8; 512];
-                let mut padding = 0usize;
-                loop {
-                    let n = input.read(&mut rest).map_err(io_err)?;
-                    if n == 0 {
-                        break;
-                    }
-                    padding += n;
-                    if padding >= 512 || rest[..n].iter().any(|&b| b != 0) {
-                        return Err(malformed("bytes after the end record".into()));
-                    }
-                }
+                read_records(input, &mut crc, &mut |table, key, value| {
+                    Ok(tables.put(table, key, value)?)
+                })?;
                 Ok(GroupState::load(&*tables)?)
             })
         });
@@ -239,6 +190,87 @@ impl<B: Backend> Store<B> {
         self.republish(group)?;
         Ok(state)
     }
+}
+
+/// Reads a whole snapshot from `input` and checks it (magic, record framing and sizes, record
+/// count, checksum, nothing but padding after the end) without installing anything: what a
+/// receiver does before Raft may see the snapshot, so damaged bytes are refused at the door
+/// instead of failing the install. Returns the number of records.
+pub fn verify_snapshot(input: &mut dyn Read) -> Result<u64, SnapshotError> {
+    let mut crc = crc32fast::Hasher::new();
+    let magic = read_exact(input, &mut crc, MAGIC.len())?;
+    if magic != MAGIC {
+        return Err(SnapshotError::Malformed("bad magic".into()));
+    }
+    let mut records = 0u64;
+    read_records(input, &mut crc, &mut |_, _, _| {
+        records += 1;
+        Ok(())
+    })
+    .map_err(SnapshotError::from)?;
+    Ok(records)
+}
+
+/// What receives each record of a snapshot read.
+type PutRecord<'a> = &'a mut dyn FnMut(Table, &[u8], &[u8]) -> Result<(), StoreError>;
+
+/// The records after the magic, each handed to `put`, then the trailer and padding checked.
+fn read_records(
+    input: &mut dyn Read,
+    crc: &mut crc32fast::Hasher,
+    put: PutRecord<'_>,
+) -> Result<(), StoreError> {
+    let mut records = 0u64;
+    loop {
+        let mut tag = [0u8; 1];
+        input.read_exact(&mut tag).map_err(io_err)?;
+        if tag[0] == END_TAG {
+            break;
+        }
+        crc.update(&tag);
+        let table = Table::from_tag(tag[0])
+            .ok_or_else(|| malformed(format!("unknown table tag {}", tag[0])))?;
+        let klen = read_u32(input, crc).map_err(snap_err)?;
+        if klen > MAX_FIELD {
+            return Err(malformed(format!("key of {klen} bytes")));
+        }
+        let key = read_exact(input, crc, klen as usize).map_err(snap_err)?;
+        let vlen = read_u32(input, crc).map_err(snap_err)?;
+        if vlen > MAX_FIELD {
+            return Err(malformed(format!("value of {vlen} bytes")));
+        }
+        let value = read_exact(input, crc, vlen as usize).map_err(snap_err)?;
+        put(table, &key, &value)?;
+        records += 1;
+    }
+    let mut trailer = [0u8; 12];
+    input.read_exact(&mut trailer).map_err(io_err)?;
+    let (count, sum) = trailer.split_at(8);
+    let count = u64::from_be_bytes(count.try_into().map_err(|_| malformed("trailer".into()))?);
+    let sum = u32::from_be_bytes(sum.try_into().map_err(|_| malformed("trailer".into()))?);
+    if count != records {
+        return Err(malformed(format!(
+            "{records} records, trailer says {count}"
+        )));
+    }
+    if sum != crc.clone().finalize() {
+        return Err(malformed("checksum mismatch".into()));
+    }
+    // Zero padding may follow (etcd's snapshot files pad to 512 bytes); anything else means
+    // the stream is not what was written.
+    let mut rest = [0u8; 512];
+    let mut padding = 0usize;
+    loop {
+        let n = input.read(&mut rest).map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        padding += n;
+        if padding >= 512 || rest[..n].iter().any(|&b| b != 0) {
+            return Err(malformed("bytes after the end record".into()));
+        }
+    }
+    Ok(())
 }
 
 fn malformed(what: String) -> StoreError {

@@ -8,6 +8,9 @@ use arc_swap::ArcSwapOption;
 use mango_proto::etcdserverpb::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
 
 use crate::apply::{Applied, ApplyEntry, apply_entries};
+use crate::auth::{
+    AuthCtx, AuthInfo, AuthState, TokenChange, TokenLookup, TokenTable, simple_token_index,
+};
 use crate::backend::redb::RedbBackend;
 use crate::backend::{Backend, BackendError, BackendSize, GroupId};
 use crate::error::StoreError;
@@ -37,6 +40,9 @@ pub struct ReadView<S> {
     snapshot: S,
     /// The group's state in that snapshot.
     state: GroupState,
+    /// The auth state in that snapshot, shared with the views before it when it is the same
+    /// (rebuilt only after a batch that changed auth).
+    auth: Arc<AuthState>,
 }
 
 impl<S: crate::backend::ReadTables> ReadView<S> {
@@ -48,6 +54,23 @@ impl<S: crate::backend::ReadTables> ReadView<S> {
     /// The view's revision.
     pub fn revision(&self) -> i64 {
         self.state.revision
+    }
+
+    /// The auth state as of this view: users, roles, permission checks (no I/O).
+    pub fn auth(&self) -> &Arc<AuthState> {
+        &self.auth
+    }
+
+    /// The checks etcd's auth applier makes, against this view: what the API layer runs
+    /// before serving a read from the view (Range, a read-only Txn), or to refuse a write
+    /// early (the apply checks it again, against the state as of its entry).
+    pub fn check_request(
+        &self,
+        info: &AuthInfo,
+        request: &mango_proto::mangopb::raft_request::Request,
+    ) -> Result<(), StoreError> {
+        let lease_keys = |id: i64| crate::lease::keys(&self.snapshot, id);
+        self.auth.check_request(info, request, &lease_keys)
     }
 
     /// Serves a Range (etcd's semantics; the header carries only the revision).
@@ -130,6 +153,9 @@ struct GroupSlot<S> {
     view: ArcSwapOption<ReadView<S>>,
     /// Held across a write and the publication of its view, so views only move forward.
     writer: Mutex<()>,
+    /// This node's simple tokens for the group: fed by applied Authenticates, expired by
+    /// the node's clock (see `crate::auth`); never persisted, never replicated.
+    tokens: Mutex<TokenTable>,
 }
 
 /// The state machines of every group on a node, over one backend.
@@ -183,10 +209,24 @@ impl<B: Backend> Store<B> {
         Ok(store)
     }
 
-    fn load_view(&self, group: GroupId) -> Result<ReadView<B::Snapshot>, BackendError> {
+    /// A fresh view of `group`; with `auth`, the auth state it carries (known unchanged),
+    /// else read from the snapshot.
+    fn load_view(
+        &self,
+        group: GroupId,
+        auth: Option<Arc<AuthState>>,
+    ) -> Result<ReadView<B::Snapshot>, BackendError> {
         let snapshot = self.backend.read(group)?;
         let state = GroupState::load(&snapshot)?;
-        Ok(ReadView { snapshot, state })
+        let auth = match auth {
+            Some(a) => a,
+            None => Arc::new(AuthState::load(&snapshot)?),
+        };
+        Ok(ReadView {
+            snapshot,
+            state,
+            auth,
+        })
     }
 
     fn slot(&self, group: GroupId) -> Result<Arc<GroupSlot<B::Snapshot>>, BackendError> {
@@ -199,8 +239,9 @@ impl<B: Backend> Store<B> {
             return Ok(slot.clone());
         }
         let slot = Arc::new(GroupSlot {
-            view: ArcSwapOption::from_pointee(self.load_view(group)?),
+            view: ArcSwapOption::from_pointee(self.load_view(group, None)?),
             writer: Mutex::new(()),
+            tokens: Mutex::new(TokenTable::default()),
         });
         groups.insert(group, slot.clone());
         Ok(slot)
@@ -214,7 +255,7 @@ impl<B: Backend> Store<B> {
         if let Some(view) = slot.view.load_full() {
             return Ok(view);
         }
-        let view = Arc::new(self.load_view(group)?);
+        let view = Arc::new(self.load_view(group, None)?);
         slot.view
             .compare_and_swap(&None::<Arc<_>>, Some(view.clone()));
         Ok(view)
@@ -248,24 +289,53 @@ impl<B: Backend> Store<B> {
     }
 
     /// Runs `f` in one write transaction of `group` and publishes the new view on success.
+    /// `f` leaves the auth state as it was.
     pub(crate) fn write<R>(
         &self,
         group: GroupId,
         durable: bool,
         f: impl FnOnce(&mut dyn crate::backend::WriteTables, &mut GroupState) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
+        self.write_with_auth(group, durable, |tables, state, auth| {
+            Ok((f(tables, state)?, auth, Vec::new()))
+        })
+    }
+
+    /// [`Store::write`] for writers that may change auth: `f` gets the auth state before the
+    /// transaction and returns the one the new view carries, and the changes to the token
+    /// table, made after the commit and before the view is published (so a reader that sees
+    /// an Authenticate's index applied finds its token).
+    fn write_with_auth<R>(
+        &self,
+        group: GroupId,
+        durable: bool,
+        f: impl FnOnce(
+            &mut dyn crate::backend::WriteTables,
+            &mut GroupState,
+            Arc<AuthState>,
+        ) -> Result<(R, Arc<AuthState>, Vec<TokenChange>), StoreError>,
+    ) -> Result<R, StoreError> {
         let slot = self.slot(group)?;
         let _writer = slot
             .writer
             .lock()
             .map_err(|_| BackendError::Engine("group writer lock poisoned".into()))?;
-        let result = self.backend.write(group, durable, |tables| {
+        let before = slot.view.load_full().map(|v| v.auth.clone());
+        let (result, auth, tokens) = self.backend.write(group, durable, |tables| {
             let mut state = GroupState::load(&*tables)?;
-            let r = f(tables, &mut state)?;
+            let auth = match before {
+                Some(a) => a,
+                None => Arc::new(AuthState::load(&*tables)?),
+            };
+            let r = f(tables, &mut state, auth)?;
             state.save(tables)?;
             Ok::<_, StoreError>(r)
         })?;
-        slot.view.store(Some(Arc::new(self.load_view(group)?)));
+        if !tokens.is_empty() {
+            slot.tokens.lock().map_err(|_| poisoned())?.apply(tokens);
+        }
+        slot.view
+            .store(Some(Arc::new(self.load_view(group, Some(auth))?)));
         Ok(result)
     }
 
@@ -278,13 +348,69 @@ impl<B: Backend> Store<B> {
         entries: &[ApplyEntry<'_>],
     ) -> Result<Vec<Applied>, BackendError> {
         let durable = self.options.durable_apply;
-        self.write(group, durable, |tables, state| {
-            apply_entries(tables, state, entries)
+        self.write_with_auth(group, durable, |tables, state, auth| {
+            let mut ctx = AuthCtx::new(auth);
+            let applied = apply_entries(tables, state, &mut ctx, entries)?;
+            Ok((applied, ctx.state, ctx.tokens))
         })
         .map_err(|e| match e {
             StoreError::Backend(b) => b,
             other => BackendError::Engine(other.to_string()),
         })
+    }
+
+    /// The auth state of `group` as of its latest view (cheap: an atomic load).
+    pub fn auth(&self, group: GroupId) -> Result<Arc<AuthState>, BackendError> {
+        Ok(self.read(group)?.auth.clone())
+    }
+
+    /// What simple token `token` resolves to on this node for `group`, refreshing its TTL
+    /// clock to `now` (see `crate::auth` for the whole scheme). Prefer
+    /// `TokenProvider::resolve`, which also covers JWTs.
+    pub fn simple_token(
+        &self,
+        group: GroupId,
+        token: &str,
+        now: std::time::Instant,
+    ) -> Result<TokenLookup, BackendError> {
+        let Some(index) = simple_token_index(token) else {
+            return Ok(TokenLookup::Invalid);
+        };
+        let view = self.read(group)?;
+        if view.state.applied_index < index {
+            return Ok(TokenLookup::Pending { index });
+        }
+        let slot = self.slot(group)?;
+        let user = slot.tokens.lock().map_err(|_| poisoned())?.user(token, now);
+        Ok(match user {
+            Some(username) => TokenLookup::Valid(AuthInfo {
+                username,
+                revision: view.auth.revision(),
+            }),
+            None => TokenLookup::Invalid,
+        })
+    }
+
+    /// Drops the simple tokens of every group unused for longer than `ttl` (etcd's
+    /// `--auth-token-ttl`); the node calls it about every second with its own clock.
+    /// Returns how many went.
+    pub fn expire_tokens(
+        &self,
+        ttl: std::time::Duration,
+        now: std::time::Instant,
+    ) -> Result<usize, BackendError> {
+        let slots: Vec<_> = self
+            .groups
+            .read()
+            .map_err(|_| poisoned())?
+            .values()
+            .cloned()
+            .collect();
+        let mut dropped = 0;
+        for slot in slots {
+            dropped += slot.tokens.lock().map_err(|_| poisoned())?.expire(ttl, now);
+        }
+        Ok(dropped)
     }
 
     /// Records the initial members of a new cluster, if `group` has no members yet (every
@@ -336,10 +462,17 @@ impl<B: Backend> Store<B> {
         &self.backend
     }
 
-    /// Publishes a fresh view of `group` after a write made outside [`Store::write`].
+    /// Publishes a fresh view of `group` after a write made outside [`Store::write`] (a
+    /// snapshot install), dropping the simple tokens the new state no longer backs.
     pub(crate) fn republish(&self, group: GroupId) -> Result<(), BackendError> {
         let slot = self.slot(group)?;
-        slot.view.store(Some(Arc::new(self.load_view(group)?)));
+        let view = Arc::new(self.load_view(group, None)?);
+        let auth = view.auth.clone();
+        slot.view.store(Some(view));
+        slot.tokens
+            .lock()
+            .map_err(|_| poisoned())?
+            .retain_users(|user| auth.enabled() && auth.user(user).is_some());
         Ok(())
     }
 

@@ -228,6 +228,7 @@ mod tests {
             .map(|request| {
                 RaftRequest {
                     id: 0,
+                    auth: None,
                     request: Some(request),
                 }
                 .encode_to_vec()

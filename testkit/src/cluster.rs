@@ -644,6 +644,8 @@ impl Cluster {
             .arg(&l.data_dir)
             .args(["--listen-client-urls", &l.client_url()])
             .args(["--upstream", &l.upstream])
+            // On loopback the voters serve development certificates.
+            .arg("--insecure-skip-upstream-verify")
             .args(["--listen-logstream-addr", &l.stream_addr()])
             .args(&l.flags);
         cmd

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 use mango_boot::CommonFlags;
+use mango_boot::tls::{ClientTlsFlags, PeerTlsFlags};
 use serde::Serialize;
 
 /// `mango-voter`: a Raft voter serving etcd's v3 API.
@@ -102,6 +103,37 @@ pub struct Config {
     /// as a dead disk would make it fail.
     #[arg(long, hide = true)]
     pub debug_fail_log_writes_while: Option<PathBuf>,
+    /// Client TLS (etcd's flags).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub client_tls: ClientTlsFlags,
+    /// Peer TLS (etcd's flags).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub peer_tls: PeerTlsFlags,
+    /// Accept `http://` client URLs off loopback: every client request then crosses the
+    /// network in plaintext, readable and forgeable by anyone on the path.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true",
+          action = ArgAction::Set)]
+    pub insecure_plaintext_clients: bool,
+    /// Accept peer URLs off loopback without mutual TLS (--peer-client-cert-auth against
+    /// --peer-trusted-ca-file): anyone who reaches the peer port can then send this member
+    /// Raft messages as any member.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true",
+          action = ArgAction::Set)]
+    pub insecure_unauthenticated_peers: bool,
+    /// PEM CA certificates learners' log-stream certificates must chain to [default:
+    /// --peer-trusted-ca-file, the cluster CA].
+    #[arg(long)]
+    pub logstream_trusted_ca_file: Option<PathBuf>,
+    /// Serve the log stream to followers that present no certificate: anyone who reaches the
+    /// log-stream port can then read every key and every change.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true",
+          action = ArgAction::Set)]
+    pub insecure_unauthenticated_learners: bool,
+    /// The largest Raft snapshot a peer may stage here, in bytes.
+    #[arg(long, default_value_t = 16 << 30)]
+    pub max_snapshot_bytes: u64,
     /// Concurrent gRPC streams per client connection (etcd's `--max-concurrent-streams`).
     #[arg(long, default_value_t = u32::MAX)]
     pub max_concurrent_streams: u32,
@@ -137,6 +169,16 @@ impl mango_boot::Layered for Config {
         "max-request-bytes",
         "max-concurrent-streams",
         "log-level",
+        "cert-file",
+        "key-file",
+        "trusted-ca-file",
+        "client-cert-auth",
+        "auto-tls",
+        "peer-cert-file",
+        "peer-key-file",
+        "peer-trusted-ca-file",
+        "peer-client-cert-auth",
+        "peer-auto-tls",
     ];
 
     fn common(&self) -> &CommonFlags {

@@ -21,11 +21,26 @@ use anyhow::Context as _;
 pub const IDENTIFY_FOR: Duration = Duration::from_secs(30);
 
 /// The id, and the peers' addresses learned while joining (empty otherwise).
-pub type Identity = (u64, Vec<(u64, String)>);
+/// Who this member is: its id, its cluster's id, and (for a member joining a running
+/// cluster) the address book the member that answered knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// This member's id.
+    pub id: u64,
+    /// The cluster's id: the founders' (computed from their ids and the token), learned by a
+    /// joiner from the member it asks, and kept in `member/cluster_id` ever after.
+    pub cluster_id: u64,
+    /// Every (id, peer URL) the answering member knows (empty for founders and restarts).
+    pub peers: Vec<(u64, String)>,
+}
 
 /// Reads the id this member ran with before, if any.
 fn stored(member_dir: &Path) -> anyhow::Result<Option<u64>> {
-    let path = member_dir.join("id");
+    stored_in(member_dir, "id")
+}
+
+fn stored_in(member_dir: &Path, name: &str) -> anyhow::Result<Option<u64>> {
+    let path = member_dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let id = text
@@ -41,10 +56,14 @@ fn stored(member_dir: &Path) -> anyhow::Result<Option<u64>> {
 
 /// Records the id, synced, so every later start runs with it.
 fn store(member_dir: &Path, id: u64) -> anyhow::Result<()> {
+    store_in(member_dir, "id", id)
+}
+
+fn store_in(member_dir: &Path, name: &str, id: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(member_dir)
         .with_context(|| format!("creating {}", member_dir.display()))?;
-    let path = member_dir.join("id");
-    let tmp = member_dir.join("id.partial");
+    let path = member_dir.join(name);
+    let tmp = member_dir.join(format!("{name}.partial"));
     let mut file =
         std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
     std::io::Write::write_all(&mut file, format!("{id}\n").as_bytes())
@@ -73,14 +92,20 @@ pub struct Start<'a> {
     pub knows_members: bool,
     /// How long to ask before giving up ([`IDENTIFY_FOR`]).
     pub patience: Duration,
+    /// The cluster id the founders compute from `--initial-cluster` and the token.
+    pub founding_cluster_id: u64,
+    /// How to reach the other members.
+    pub link: &'a mango_consensus::transport::PeerLink,
 }
 
 /// The id to run with (see the module docs), and the peers' addresses when they had to be
 /// asked for (a joining member that has not caught up yet).
 pub async fn resolve(start: Start<'_>) -> anyhow::Result<Identity> {
     let stored = stored(start.member_dir)?;
+    let stored_cluster = stored_in(start.member_dir, "cluster_id")?;
     if start.joining && !start.knows_members {
-        let (id, peers) = ask(start.my_peer_urls, start.others, start.patience).await?;
+        let (id, cluster_id, peers) =
+            ask(start.my_peer_urls, start.others, start.patience, start.link).await?;
         match stored {
             Some(s) if s != id => anyhow::bail!(
                 "this member's data folder says it is member {s:x}, the cluster knows its peer \
@@ -89,36 +114,69 @@ pub async fn resolve(start: Start<'_>) -> anyhow::Result<Identity> {
             Some(_) => {}
             None => store(start.member_dir, id)?,
         }
-        return Ok((id, peers));
+        let cluster_id = settle_cluster(start.member_dir, stored_cluster, cluster_id)?;
+        return Ok(Identity {
+            id,
+            cluster_id,
+            peers,
+        });
     }
     let id = match stored {
         Some(id) => id,
-        // A founder, or a member that ran before ids were stored (it ran with the hash).
         None => {
             store(start.member_dir, start.founding_id)?;
             start.founding_id
         }
     };
-    Ok((id, Vec::new()))
+    // A member that joined keeps the cluster id it learned; a founder's is computed, and a
+    // data folder of another cluster is refused.
+    let cluster_id = match (stored_cluster, start.joining) {
+        (Some(c), true) => c,
+        _ => settle_cluster(start.member_dir, stored_cluster, start.founding_cluster_id)?,
+    };
+    Ok(Identity {
+        id,
+        cluster_id,
+        peers: Vec::new(),
+    })
 }
 
-/// Asks each member in turn, until one knows this member's peer URLs.
+/// Keeps `cluster_id` in the member folder, refusing a folder that belongs to another cluster.
+fn settle_cluster(member_dir: &Path, stored: Option<u64>, cluster_id: u64) -> anyhow::Result<u64> {
+    match stored {
+        Some(s) if s != cluster_id => anyhow::bail!(
+            "the data folder {} belongs to cluster {s:x}, but this member's flags make it a \
+             member of cluster {cluster_id:x} (check --initial-cluster and \
+             --initial-cluster-token, or use an empty --data-dir)",
+            member_dir.display()
+        ),
+        Some(s) => Ok(s),
+        None => {
+            store_in(member_dir, "cluster_id", cluster_id)?;
+            Ok(cluster_id)
+        }
+    }
+}
+
 async fn ask(
     my_peer_urls: &[String],
     others: &[String],
     patience: Duration,
-) -> anyhow::Result<Identity> {
+    link: &mango_consensus::transport::PeerLink,
+) -> anyhow::Result<(u64, u64, Vec<(u64, String)>)> {
     let deadline = Instant::now() + patience;
     let mut last_error = String::from("no other member in --initial-cluster");
     while Instant::now() < deadline {
         for url in others {
             match tokio::time::timeout(
                 Duration::from_secs(2),
-                mango_consensus::transport::identify(url, my_peer_urls),
+                mango_consensus::transport::identify(url, my_peer_urls, link),
             )
             .await
             {
-                Ok(Ok((id, peers))) if id != 0 => return Ok((id, peers)),
+                Ok(Ok((id, cluster_id, peers))) if id != 0 => {
+                    return Ok((id, cluster_id, peers));
+                }
                 Ok(Ok(_)) => last_error = format!("{url} knows no member at {my_peer_urls:?}"),
                 Ok(Err(e)) => last_error = format!("{url}: {e}"),
                 Err(_) => last_error = format!("{url}: timed out"),
@@ -138,6 +196,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stored_id_wins_and_a_founder_stores_its_hash() {
+        let link = mango_consensus::transport::PeerLink::default();
         let dir = tempfile::tempdir().expect("tempdir");
         let member = dir.path().join("member");
         let start = |founding_id, joining| Start {
@@ -148,12 +207,14 @@ mod tests {
             others: &[],
             knows_members: true,
             patience: IDENTIFY_FOR,
+            founding_cluster_id: 5,
+            link: &link,
         };
-        let (id, peers) = resolve(start(42, false)).await.expect("founder");
-        assert_eq!((id, peers.len()), (42, 0));
+        let first = resolve(start(42, false)).await.expect("founder");
+        assert_eq!((first.id, first.cluster_id, first.peers.len()), (42, 5, 0));
         // Later starts run with it, whatever they would compute (or whether they join).
-        let (again, _) = resolve(start(7, true)).await.expect("restart");
-        assert_eq!(again, 42);
+        let again = resolve(start(7, true)).await.expect("restart");
+        assert_eq!((again.id, again.cluster_id), (42, 5));
     }
 
     #[tokio::test]
@@ -167,6 +228,8 @@ mod tests {
             others: &[],
             knows_members: false,
             patience: Duration::from_millis(300),
+            founding_cluster_id: 1,
+            link: &mango_consensus::transport::PeerLink::default(),
         })
         .await
         .expect_err("nobody to ask");
@@ -186,9 +249,32 @@ mod tests {
             others: &[],
             knows_members: true,
             patience: IDENTIFY_FOR,
+            founding_cluster_id: 1,
+            link: &mango_consensus::transport::PeerLink::default(),
         })
         .await
         .expect_err("refused");
         assert!(e.to_string().contains("does not hold a member id"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_data_folder_of_another_cluster_is_refused_with_both_ids() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let link = mango_consensus::transport::PeerLink::default();
+        let start = |cluster| Start {
+            member_dir: dir.path(),
+            joining: false,
+            founding_id: 1,
+            my_peer_urls: &[],
+            others: &[],
+            knows_members: true,
+            patience: IDENTIFY_FOR,
+            founding_cluster_id: cluster,
+            link: &link,
+        };
+        resolve(start(0xaa)).await.expect("first start");
+        let e = resolve(start(0xbb)).await.expect_err("another cluster");
+        let text = e.to_string();
+        assert!(text.contains("aa") && text.contains("bb"), "{text}");
     }
 }

@@ -57,9 +57,23 @@ impl LeaseIds {
     }
 }
 
-/// A client of the current leader's Lease service, cached per leader.
-#[derive(Debug, Default)]
-pub struct LeaderClient(Mutex<Option<(u64, LeaseClient<Channel>)>>);
+/// A cached client of the leader's Lease service (keep-alives and TimeToLive are the
+/// leader's), and the TLS to reach `https://` client URLs with.
+#[derive(Default)]
+pub struct LeaderClient {
+    cached: Mutex<Option<(u64, LeaseClient<Channel>)>>,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+}
+
+impl LeaderClient {
+    /// A client reaching `https://` leaders with `tls`.
+    pub fn new(tls: Option<tonic::transport::ClientTlsConfig>) -> Self {
+        Self {
+            cached: Mutex::default(),
+            tls,
+        }
+    }
+}
 
 /// etcd's minimum lease TTL in seconds: 1.5 election timeouts, rounded up (the lessor's
 /// `minLeaseTTL`), so a lease cannot expire before a new leader could be elected.
@@ -141,7 +155,7 @@ impl VoterNode {
     fn leader_client(&self, leader: u64) -> Result<LeaseClient<Channel>, NodeError> {
         let mut cached = self
             .leader_client
-            .0
+            .cached
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some((id, client)) = cached.as_ref()
@@ -155,11 +169,16 @@ impl VoterNode {
             .find(|m| m.id == leader)
             .and_then(|m| m.client_ur_ls.into_iter().next())
             .ok_or(NodeError::NoLeader)?;
-        let endpoint = Endpoint::from_shared(url)
+        let mut endpoint = Endpoint::from_shared(url)
             .map_err(|e| NodeError::Other(format!("the leader's client URL: {e}")))?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(1))
             .timeout(self.request_timeout);
+        if let Some(tls) = &self.leader_client.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| NodeError::Other(format!("the leader's client URL: {e}")))?;
+        }
         let client = LeaseClient::new(endpoint.connect_lazy());
         *cached = Some((leader, client.clone()));
         Ok(client)

@@ -9,4 +9,5 @@ mod logging;
 pub mod logsource;
 pub mod machine;
 pub mod node;
+pub mod security;
 pub mod server;

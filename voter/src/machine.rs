@@ -82,6 +82,7 @@ pub(crate) fn store_data(e: &Entry) -> (Vec<u8>, Option<MemberChange>) {
                 let request = mango_proto::mangopb::raft_request::Request::MemberChange(c.clone());
                 let data = RaftRequest {
                     id: 0,
+                    auth: None,
                     request: Some(request),
                 }
                 .encode_to_vec();
@@ -246,6 +247,13 @@ impl Staging {
 impl SnapshotSink for Staging {
     fn staging_path(&self, group: GroupId, index: u64) -> PathBuf {
         self.path(group, index)
+    }
+
+    fn verify(&self, _group: GroupId, path: &std::path::Path) -> Result<(), String> {
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        mango_store::verify_snapshot(&mut std::io::BufReader::new(file))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 

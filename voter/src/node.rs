@@ -157,6 +157,7 @@ impl VoterNode {
             };
             let data = RaftRequest {
                 id: 0,
+                auth: None,
                 request: Some(Request::Alarm(raise)),
             }
             .encode_to_vec();
@@ -250,6 +251,7 @@ impl EtcdNode for VoterNode {
         }
         let data = RaftRequest {
             id: 0,
+            auth: None,
             request: Some(request),
         }
         .encode_to_vec();
@@ -457,6 +459,7 @@ impl EtcdNode for VoterNode {
         };
         let data = RaftRequest {
             id: 0,
+            auth: None,
             request: Some(Request::Alarm(clear)),
         }
         .encode_to_vec();

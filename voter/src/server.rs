@@ -18,6 +18,7 @@ use mango_store::{Store, StoreOptions};
 use crate::config::{Config, cluster_id, member_id};
 use crate::machine::{Staging, StoreMachine, StoreSnapshots};
 use crate::node::VoterNode;
+use crate::security::Security;
 
 /// Physical compaction in small steps whenever a Compaction was applied.
 fn spawn_compactor(store: Arc<Store>) -> std::sync::mpsc::SyncSender<()> {
@@ -42,32 +43,16 @@ fn spawn_compactor(store: Arc<Store>) -> std::sync::mpsc::SyncSender<()> {
     tx
 }
 
-/// Refuses URLs this build cannot serve yet (TLS is configured in a later step).
-fn plain(urls: Vec<ListenUrl>, flag: &str) -> anyhow::Result<Vec<ListenUrl>> {
-    if let Some(u) = urls.iter().find(|u| u.tls) {
-        anyhow::bail!(
-            "{flag} {}: https:// needs TLS flags (not configured)",
-            u.url
-        );
-    }
-    Ok(urls)
-}
-
 /// Runs a voter until `boot.shutdown` resolves. A fatal error of the Raft loop trips
 /// `boot.fatal`: health turns NOT_SERVING and the process exits non-zero.
 pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
     config.validate()?;
     let Boot { shutdown, fatal } = boot;
     let logger = crate::logging::raft_logger();
-    let client_urls = plain(
-        ListenUrl::parse_list(&config.listen_client_urls)?,
-        "--listen-client-urls",
-    )?;
-    let peer_urls = plain(
-        ListenUrl::parse_list(&config.listen_peer_urls)?,
-        "--listen-peer-urls",
-    )?;
+    let client_urls = ListenUrl::parse_list(&config.listen_client_urls)?;
+    let peer_urls = ListenUrl::parse_list(&config.listen_peer_urls)?;
     let data_dir = config.data_dir();
+    let security = Security::new(&config, &client_urls, &peer_urls, &data_dir)?;
     let member_dir = data_dir.join("member");
     let staging = member_dir.join("snap");
 
@@ -102,7 +87,16 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
         .filter(|(i, _)| *i != me)
         .filter_map(|(_, m)| m.peer_urls.first().cloned())
         .collect();
-    let (my_id, learned_peers) = crate::identity::resolve(crate::identity::Start {
+    let local_ip = match config.peer_advertise().first() {
+        Some(u) => ListenUrl::parse(u)?.resolve().await.ok().map(|a| a.ip()),
+        None => None,
+    };
+    let founding_link = security.peer_link(local_ip, cluster)?;
+    let crate::identity::Identity {
+        id: my_id,
+        cluster_id: cluster,
+        peers: learned_peers,
+    } = crate::identity::resolve(crate::identity::Start {
         member_dir: &member_dir,
         joining,
         founding_id: ids[me],
@@ -110,8 +104,11 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
         others: &others,
         knows_members: !store.read(0)?.members()?.is_empty(),
         patience: crate::identity::IDENTIFY_FOR,
+        founding_cluster_id: cluster,
+        link: &founding_link,
     })
     .await?;
+    let link = security.peer_link(local_ip, cluster)?;
     let infos: Vec<MemberInfo> = initial
         .iter()
         .zip(&ids)
@@ -194,17 +191,13 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Handle::current();
     let transport_peers = peers.clone();
     let source = snapshots.clone();
-    let local_ip = match config.peer_advertise().first() {
-        Some(u) => ListenUrl::parse(u)?.resolve().await.ok().map(|a| a.ip()),
-        None => None,
-    };
     let log_for_stream = log.clone();
     let (raft, raft_thread) = node::start(
         node_config,
         log,
         vec![boot],
         machine,
-        move |handle| GrpcTransport::new(transport_peers, local_ip, runtime, handle, source),
+        move |handle| GrpcTransport::new(transport_peers, link, runtime, handle, source),
         Some(snapshots),
         logger,
     )
@@ -225,7 +218,7 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
         lessor,
         lease_ids: crate::leases::LeaseIds::new(my_id),
         min_lease_ttl: crate::leases::min_lease_ttl(Duration::from_millis(config.election_timeout)),
-        leader_client: crate::leases::LeaderClient::default(),
+        leader_client: crate::leases::LeaderClient::new(security.client.tonic_client_config()),
         max_apply_gap: config.max_apply_gap,
         tick: config.tick(),
         reads: {
@@ -246,15 +239,20 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
     let mut servers = Vec::new();
     for url in &peer_urls {
         let listener = url.bind().await?;
-        let service = PeerServer::new(PeerService::new(
-            raft.clone(),
-            Arc::new(Staging(staging.clone())),
-            voter.peers.clone(),
-        ))
+        let service = PeerServer::new(
+            PeerService::new(
+                raft.clone(),
+                Arc::new(Staging(staging.clone())),
+                voter.peers.clone(),
+                cluster,
+            )
+            .with_max_snapshot_bytes(config.max_snapshot_bytes),
+        )
         .max_decoding_message_size(64 << 20);
         let mut stop = stop_rx.clone();
+        let server = mango_boot::grpc::server(&config.common.grpc, u32::MAX);
         servers.push(tokio::spawn(
-            mango_boot::grpc::server(&config.common.grpc, u32::MAX)
+            Security::server_for(url, &security.peer, server)?
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming(listener), async move {
                     let _ = stop.wait_for(|s| *s).await;
@@ -272,8 +270,9 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
     for url in &client_urls {
         let listener = url.bind().await?;
         let mut stop = stop_rx.clone();
+        let server = mango_boot::grpc::server(&config.common.grpc, config.max_concurrent_streams);
         servers.push(tokio::spawn(
-            mango_boot::grpc::server(&config.common.grpc, config.max_concurrent_streams)
+            Security::server_for(url, &security.client, server)?
                 .add_routes(routes.clone())
                 .serve_with_incoming_shutdown(incoming(listener), async move {
                     let _ = stop.wait_for(|s| *s).await;
@@ -281,10 +280,7 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
         ));
     }
     if let Some(addr) = config.listen_logstream_addr {
-        let tls = match (&config.logstream_cert, &config.logstream_key) {
-            (Some(cert), Some(key)) => mango_logstream::ServerTls::from_pem_files(cert, key)?,
-            _ => mango_logstream::ServerTls::dev(&member_dir, &[addr.ip().to_string()])?,
-        };
+        let tls = security.logstream(&config, &member_dir, addr)?;
         let source: Arc<dyn mango_logstream::LogSource> =
             Arc::new(crate::logsource::VoterLogSource {
                 log: log_for_stream.clone(),

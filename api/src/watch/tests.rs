@@ -55,6 +55,7 @@ impl Fixture {
             .map(|r| {
                 RaftRequest {
                     id: 0,
+                    auth: None,
                     request: Some(r),
                 }
                 .encode_to_vec()

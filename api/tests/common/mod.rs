@@ -149,6 +149,7 @@ impl EtcdNode for TestNode {
         let index = state.last_index + 1;
         let data = RaftRequest {
             id: index,
+            auth: None,
             request: Some(request),
         }
         .encode_to_vec();

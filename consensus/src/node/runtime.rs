@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
 use raft::{Config, RawNode, ReadOnlyOption, SnapshotStatus, StateRole};
 use tokio::sync::watch;
 
@@ -433,10 +433,13 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                 Some(g) => g.reads_pending.push(reply),
             },
             Command::Step { group, message } => {
-                if let Some(g) = self.groups.get_mut(&group)
-                    && let Err(e) = g.raw.step(*message)
-                {
-                    slog::debug!(self.logger, "step failed"; "group" => group, "error" => %e);
+                if let Some(g) = self.groups.get_mut(&group) {
+                    if let Some(why) = would_abort(&g.raw.raft, &message) {
+                        slog::warn!(self.logger, "dropped a peer message raft-rs would abort on";
+                            "group" => group, "from" => message.get_from(), "why" => why);
+                    } else if let Err(e) = g.raw.step(*message) {
+                        slog::debug!(self.logger, "step failed"; "group" => group, "error" => %e);
+                    }
                 }
             }
             Command::TransferLeader { group, to } => {
@@ -808,5 +811,26 @@ fn redraw_election_timeout(raw: &mut RawNode<GroupStorage>, timeouts: &super::El
     let drawn = (timeouts.0)(min, 2 * min);
     if (min..2 * min).contains(&drawn) {
         raw.raft.set_randomized_election_timeout(drawn);
+    }
+}
+
+/// Why raft-rs would stop the process on `m` (its `fatal!`) instead of refusing it, if it
+/// would: a heartbeat whose commit index is beyond this node's log, an append that rewrites a
+/// committed entry. A correct leader never sends either (it sends a follower at most the
+/// index that follower acknowledged); from the network they are refused, never stepped.
+fn would_abort<T: raft::Storage>(raft: &raft::Raft<T>, m: &Message) -> Option<&'static str> {
+    let log = &raft.raft_log;
+    match m.get_msg_type() {
+        MessageType::MsgHeartbeat if m.get_commit() > log.last_index() => {
+            Some("a heartbeat commits beyond the log")
+        }
+        MessageType::MsgAppend => {
+            let conflict = m.get_entries().iter().any(|e| {
+                e.get_index() <= log.committed
+                    && log.term(e.get_index()).is_ok_and(|t| t != e.get_term())
+            });
+            conflict.then_some("an append rewrites a committed entry")
+        }
+        _ => None,
     }
 }

@@ -11,7 +11,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::{SnapshotSource, frame};
 use crate::node::{GroupId, RaftHandle, Transport};
@@ -57,13 +57,28 @@ impl PeerUrls {
     }
 }
 
-/// Asks the voter at `url` which member id it knows by `peer_urls` (0: none) and every peer
-/// URL it knows (see `mangopb.Peer/Identify`).
+/// How this node reaches its peers: from which address, with which TLS, as which cluster.
+/// Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct PeerLink {
+    /// The address outgoing peer connections come from (this node's advertised peer IP), so
+    /// peers and firewalls see traffic from where the node says it is.
+    pub local_ip: Option<IpAddr>,
+    /// TLS for `https://` peer URLs: the cluster CA to check peers against and this member's
+    /// peer certificate to present.
+    pub tls: Option<mango_tls::GrpcClientTls>,
+    /// This node's cluster id, carried in every batch and snapshot.
+    pub cluster_id: u64,
+}
+
+/// Asks the voter at `url` which member id it knows by `peer_urls` (0: none), its cluster id,
+/// and every peer URL it knows (see `mangopb.Peer/Identify`).
 pub async fn identify(
     url: &str,
     peer_urls: &[String],
-) -> Result<(u64, Vec<(u64, String)>), String> {
-    let mut client = PeerClient::new(connect(url, None).await?);
+    link: &PeerLink,
+) -> Result<(u64, u64, Vec<(u64, String)>), String> {
+    let mut client = PeerClient::new(connect(url, link).await?);
     let answer = client
         .identify(mango_proto::mangopb::IdentifyRequest {
             peer_urls: peer_urls.to_vec(),
@@ -73,6 +88,7 @@ pub async fn identify(
         .into_inner();
     Ok((
         answer.id,
+        answer.cluster_id,
         answer.peers.into_iter().map(|p| (p.id, p.url)).collect(),
     ))
 }
@@ -80,9 +96,8 @@ pub async fn identify(
 /// [`Transport`] over the `mangopb.Peer` gRPC service.
 pub struct GrpcTransport<O> {
     urls: PeerUrls,
-    /// The address outgoing peer connections come from (this node's advertised peer IP), so
-    /// peers and firewalls see traffic from where the node says it is.
-    local_ip: Option<IpAddr>,
+    /// How peers are reached.
+    link: PeerLink,
     queues: HashMap<u64, mpsc::Sender<Vec<u8>>>,
     runtime: tokio::runtime::Handle,
     handle: RaftHandle<O>,
@@ -93,14 +108,14 @@ impl<O: Send + 'static> GrpcTransport<O> {
     /// A transport spawning its tasks on `runtime`, reporting unreachable peers to `handle`.
     pub fn new(
         urls: PeerUrls,
-        local_ip: Option<IpAddr>,
+        link: PeerLink,
         runtime: tokio::runtime::Handle,
         handle: RaftHandle<O>,
         snapshots: Arc<dyn SnapshotSource>,
     ) -> Self {
         Self {
             urls,
-            local_ip,
+            link,
             queues: HashMap::new(),
             runtime,
             handle,
@@ -112,8 +127,13 @@ impl<O: Send + 'static> GrpcTransport<O> {
         if !self.queues.contains_key(&to) || self.queues.get(&to).is_some_and(|q| q.is_closed()) {
             let url = self.urls.get(to)?;
             let (tx, rx) = mpsc::channel(QUEUE);
-            self.runtime
-                .spawn(peer_stream(to, url, self.local_ip, rx, self.urls.clone()));
+            self.runtime.spawn(peer_stream(
+                to,
+                url,
+                self.link.clone(),
+                rx,
+                self.urls.clone(),
+            ));
             self.queues.insert(to, tx);
         }
         self.queues.get(&to)
@@ -129,9 +149,9 @@ impl<O: Send + 'static> GrpcTransport<O> {
             return;
         };
         let handle = self.handle.clone();
-        let local_ip = self.local_ip;
+        let link = self.link.clone();
         self.runtime.spawn(async move {
-            let ok = match send_snapshot(url, local_ip, group, msg, chunks).await {
+            let ok = match send_snapshot(url, &link, group, msg, chunks).await {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!(peer = to, group, error = %e, "sending a snapshot failed");
@@ -165,12 +185,10 @@ impl<O: Send + 'static> Transport for GrpcTransport<O> {
     }
 }
 
-async fn connect(url: &str, local_ip: Option<IpAddr>) -> Result<Channel, String> {
-    Endpoint::from_shared(url.to_string())
+async fn connect(url: &str, link: &PeerLink) -> Result<Channel, String> {
+    mango_tls::Target::new(url, link.tls.as_ref(), link.local_ip)
         .map_err(|e| e.to_string())?
-        .local_address(local_ip)
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
+        .map_endpoint(|e| e.connect_timeout(Duration::from_secs(1)))
         .connect()
         .await
         .map_err(|e| e.to_string())
@@ -181,13 +199,13 @@ async fn connect(url: &str, local_ip: Option<IpAddr>) -> Result<Channel, String>
 async fn peer_stream(
     to: u64,
     mut url: String,
-    local_ip: Option<IpAddr>,
+    link: PeerLink,
     mut rx: mpsc::Receiver<Vec<u8>>,
     urls: PeerUrls,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let channel = match connect(&url, local_ip).await {
+        let channel = match connect(&url, &link).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(peer = to, %url, error = %e, "peer unreachable");
@@ -219,7 +237,11 @@ async fn peer_stream(
                     Err(_) => break,
                 }
             }
-            if tx.send(PeerBatch { messages }).await.is_err() {
+            let batch = PeerBatch {
+                messages,
+                cluster_id: link.cluster_id,
+            };
+            if tx.send(batch).await.is_err() {
                 break;
             }
         }
@@ -231,20 +253,22 @@ async fn peer_stream(
 
 async fn send_snapshot(
     url: String,
-    local_ip: Option<IpAddr>,
+    link: &PeerLink,
     group: GroupId,
     msg: Message,
     chunks: super::SnapshotChunks,
 ) -> Result<(), String> {
     let message = msg.write_to_bytes().map_err(|e| e.to_string())?;
     let mut client =
-        PeerClient::new(connect(&url, local_ip).await?).max_encoding_message_size(usize::MAX);
+        PeerClient::new(connect(&url, link).await?).max_encoding_message_size(usize::MAX);
     let (tx, rx) = mpsc::channel::<SnapshotChunk>(2);
+    let cluster_id = link.cluster_id;
     let producer = tokio::task::spawn_blocking(move || {
         let first = SnapshotChunk {
             group,
             message,
             data: Vec::new(),
+            cluster_id,
         };
         if tx.blocking_send(first).is_err() {
             return Err("receiver went away".to_string());
@@ -256,6 +280,7 @@ async fn send_snapshot(
                     group,
                     message: Vec::new(),
                     data,
+                    cluster_id: 0,
                 })
                 .is_err()
             {

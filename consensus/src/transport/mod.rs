@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use raft::eraftpb::Snapshot;
 
-pub use client::{GrpcTransport, PeerUrls, identify};
+pub use client::{GrpcTransport, PeerLink, PeerUrls, identify};
 pub use server::PeerService;
 
 use crate::node::GroupId;
@@ -29,6 +29,11 @@ pub trait SnapshotSource: Send + Sync + 'static {
 pub trait SnapshotSink: Send + Sync + 'static {
     /// The file to stage `group`'s snapshot at `index` in.
     fn staging_path(&self, group: GroupId, index: u64) -> PathBuf;
+
+    /// Checks a staged file whole before Raft sees its message: an `Err` refuses the snapshot
+    /// (the file is removed and the sender told), so damaged or forged bytes never reach the
+    /// state machine's restore, whose failure would be fatal.
+    fn verify(&self, group: GroupId, path: &std::path::Path) -> Result<(), String>;
 }
 
 /// Prefixes an encoded Raft message with its group.

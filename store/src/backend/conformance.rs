@@ -140,6 +140,38 @@ fn writes_see_their_own_changes<B: Backend>(b: &B) {
     .expect("write");
 }
 
+/// Every table of [`Table::ALL`] (the auth users and roles too) keeps its own entries, in one
+/// write, apart from the other tables and from the same table of another group.
+fn every_table_is_its_own<B: Backend>(b: &B) {
+    b.write(5, true, |w| {
+        for table in Table::ALL {
+            w.put(table, b"k", table.name().as_bytes())?;
+        }
+        Ok::<_, BackendError>(())
+    })
+    .expect("write");
+    let r = b.read(5).expect("read");
+    for table in Table::ALL {
+        assert_eq!(
+            collect(&r, table, b"", None, false),
+            vec![(b"k".to_vec(), table.name().as_bytes().to_vec())],
+            "{table:?}"
+        );
+    }
+    let other = b.read(6).expect("read");
+    for table in Table::ALL {
+        assert!(
+            collect(&other, table, b"", None, false).is_empty(),
+            "{table:?}"
+        );
+    }
+    b.write(5, true, |w| w.clear(Table::AuthUsers))
+        .expect("clear");
+    let r = b.read(5).expect("read");
+    assert!(collect(&r, Table::AuthUsers, b"", None, false).is_empty());
+    assert_eq!(collect(&r, Table::AuthRoles, b"", None, false).len(), 1);
+}
+
 fn run_all<B: Backend>(make: impl Fn() -> B) {
     committed_writes_are_visible_and_ordered(&make());
     failed_write_leaves_nothing(&make());
@@ -147,6 +179,7 @@ fn run_all<B: Backend>(make: impl Fn() -> B) {
     groups_are_disjoint(&make());
     delete_and_clear(&make());
     writes_see_their_own_changes(&make());
+    every_table_is_its_own(&make());
 }
 
 #[test]

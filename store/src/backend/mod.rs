@@ -34,6 +34,10 @@ pub enum Table {
     /// One entry per live key attached to a lease: lease id ++ raw key -> nothing, so a
     /// revoke finds the lease's keys, in key order, with one range scan.
     LeaseKeys,
+    /// etcd's `authUsers` bucket: user name -> encoded `authpb.User` (bcrypt hash, roles).
+    AuthUsers,
+    /// etcd's `authRoles` bucket: role name -> encoded `authpb.Role` (key permissions).
+    AuthRoles,
 }
 
 impl Table {
@@ -42,14 +46,18 @@ impl Table {
     /// The lease state has tables of its own rather than keys under a prefix of `Meta` (as
     /// the member registry has): the lease-to-key index grows with the number of leased keys
     /// (every Kubernetes event lives under a lease), while `Meta` is small state read on every
-    /// view. Being here, they travel in snapshots like the rest.
-    pub const ALL: [Table; 6] = [
+    /// view. Being here, they travel in snapshots like the rest. The auth users and roles
+    /// have tables of their own for the same reason (a keyspace may hold many users), while
+    /// the auth flag and revision, two small values, live in `Meta` (see `crate::auth`).
+    pub const ALL: [Table; 8] = [
         Table::Meta,
         Table::Live,
         Table::History,
         Table::Revs,
         Table::Leases,
         Table::LeaseKeys,
+        Table::AuthUsers,
+        Table::AuthRoles,
     ];
 
     /// A stable one-byte tag (used in snapshots).
@@ -61,6 +69,8 @@ impl Table {
             Table::Revs => 4,
             Table::Leases => 5,
             Table::LeaseKeys => 6,
+            Table::AuthUsers => 7,
+            Table::AuthRoles => 8,
         }
     }
 
@@ -78,6 +88,8 @@ impl Table {
             Table::Revs => "revs",
             Table::Leases => "leases",
             Table::LeaseKeys => "lease_keys",
+            Table::AuthUsers => "auth_users",
+            Table::AuthRoles => "auth_roles",
         }
     }
 }

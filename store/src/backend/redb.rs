@@ -104,6 +104,8 @@ fn index(table: Table) -> usize {
         Table::Revs => 3,
         Table::Leases => 4,
         Table::LeaseKeys => 5,
+        Table::AuthUsers => 6,
+        Table::AuthRoles => 7,
     }
 }
 
@@ -231,6 +233,8 @@ impl Backend for RedbBackend {
                 open(Table::Revs)?,
                 open(Table::Leases)?,
                 open(Table::LeaseKeys)?,
+                open(Table::AuthUsers)?,
+                open(Table::AuthRoles)?,
             ],
         })
     }
@@ -253,7 +257,16 @@ impl Backend for RedbBackend {
             let names = Table::ALL.map(|t| table_name(group, t));
             let open = |i: usize| txn.open_table(Def::new(&names[i])).map_err(engine);
             let mut tables = RedbWrite {
-                tables: [open(0)?, open(1)?, open(2)?, open(3)?, open(4)?, open(5)?],
+                tables: [
+                    open(0)?,
+                    open(1)?,
+                    open(2)?,
+                    open(3)?,
+                    open(4)?,
+                    open(5)?,
+                    open(6)?,
+                    open(7)?,
+                ],
             };
             f(&mut tables)
         };

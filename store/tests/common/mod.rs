@@ -20,6 +20,7 @@ pub fn temp_store() -> (tempfile::TempDir, Store) {
 pub fn encode(id: u64, request: Request) -> Vec<u8> {
     RaftRequest {
         id,
+        auth: None,
         request: Some(request),
     }
     .encode_to_vec()
