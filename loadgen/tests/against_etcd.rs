@@ -64,13 +64,6 @@ impl Etcd {
     }
 }
 
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Asserts a clean run: the workload's name, `ops` requests, no errors, sane figures.
 fn assert_clean(v: &Value, workload: &str, ops: u64) {
     assert_eq!(v["workload"], workload, "{v}");

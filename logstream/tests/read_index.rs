@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{GROUP, Server, dev_tls, dev_tls_for, init_tracing, localhost0, restart};
 use mango_logstream::{
-    LogEntry, LogSource, LogStreamError, ReadIndexClient, ServerTls, SnapshotSource, SourceError,
-    Stamp,
+    LogEntry, LogSource, LogStreamError, ReadIndexClient, SnapshotSource, SourceError, Stamp,
 };
 use mango_testkit::Host;
 use mango_testkit::net::LOGSTREAM_PORT;

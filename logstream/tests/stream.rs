@@ -12,7 +12,7 @@ use common::{
     Follower, GROUP, MemLog, Server, dev_tls, dev_tls_for, init_tracing, localhost0, restart,
     wait_until,
 };
-use mango_logstream::{BATCH_BYTES, LogSource};
+use mango_logstream::{BATCH_BYTES, LogSource, ServerTls};
 use mango_testkit::Host;
 use mango_testkit::net::LOGSTREAM_PORT;
 

@@ -451,6 +451,14 @@ impl Cluster {
         if self.logstream {
             cmd.args(["--listen-logstream-addr", &v.stream_addr()]);
         }
+        if v.netns.is_some() && self.system == System::Mango {
+            // A namespace's address is not loopback: plaintext there only by name.
+            cmd.args([
+                "--insecure-plaintext-clients",
+                "--insecure-unauthenticated-peers",
+                "--insecure-unauthenticated-learners",
+            ]);
+        }
         cmd.args(&self.flags).args(&v.flags);
         cmd
     }

@@ -8,9 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use mango_testkit::Cluster;
 use mango_proto::mangopb::peer_client::PeerClient;
 use mango_proto::mangopb::{PeerBatch, SnapshotChunk};
+use mango_testkit::Cluster;
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType, Snapshot};
 
