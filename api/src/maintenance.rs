@@ -114,8 +114,8 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
     /// GET lists the alarms (of one type, or all for `NONE`). ACTIVATE raises the alarm
     /// through Raft and answers with it (a NOSPACE alarm then refuses puts, writing txns and
     /// lease grants on every member; CORRUPT refuses every write); DEACTIVATE disarms it and
-    /// answers with it if it was raised. As etcd: ACTIVATE of `NONE` changes nothing, an
-    /// unknown action gets an empty answer.
+    /// answers with it if it was raised. As etcd 3.4: ACTIVATE of `NONE` records a `NONE`
+    /// alarm (listed, blocking nothing), an unknown action gets an empty answer.
     async fn alarm(
         &self,
         request: tonic::Request<AlarmRequest>,
@@ -124,16 +124,12 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
         let alarms = match AlarmAction::try_from(req.action) {
             Ok(AlarmAction::Get) => alarms_of_type(self.node.alarms(), req.alarm),
             Ok(AlarmAction::Activate) => {
-                if req.alarm == AlarmType::None as i32 {
-                    Vec::new()
-                } else {
-                    let raised = AlarmMember {
-                        member_id: req.member_id,
-                        alarm: req.alarm,
-                    };
-                    self.node.change_alarm(req).await.map_err(node_status)?;
-                    vec![raised]
-                }
+                let raised = AlarmMember {
+                    member_id: req.member_id,
+                    alarm: req.alarm,
+                };
+                self.node.change_alarm(req).await.map_err(node_status)?;
+                vec![raised]
             }
             Ok(AlarmAction::Deactivate) => {
                 let target = AlarmMember {
