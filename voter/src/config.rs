@@ -90,6 +90,11 @@ pub struct Config {
     /// requests" (etcd's fixed 5,000; lower it in tests).
     #[arg(long, default_value_t = 5_000, hide = true)]
     pub max_apply_gap: u64,
+    /// etcd's `--strict-reconfig-check`: refuse a member add, remove or promotion that would
+    /// leave no quorum of started, connected voters.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = ArgAction::Set)]
+    pub strict_reconfig_check: bool,
     /// Fault injection for tests: sleep this long before applying each batch of entries,
     /// so that apply falls behind commit.
     #[arg(long, default_value_t = 0, hide = true)]
@@ -183,6 +188,7 @@ impl mango_boot::Layered for Config {
         "peer-trusted-ca-file",
         "peer-client-cert-auth",
         "peer-auto-tls",
+        "strict-reconfig-check",
     ];
 
     fn common(&self) -> &CommonFlags {

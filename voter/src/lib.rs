@@ -9,5 +9,6 @@ mod logging;
 pub mod logsource;
 pub mod machine;
 pub mod node;
+mod reconfig;
 pub mod security;
 pub mod server;

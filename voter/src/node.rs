@@ -54,6 +54,9 @@ pub struct VoterNode {
     /// Committed-but-unapplied entries past which proposals are refused (etcd's
     /// `maxGapBetweenApplyAndCommitIndex`, 5,000).
     pub max_apply_gap: u64,
+    /// etcd's `--strict-reconfig-check`: refuse membership changes that would leave no
+    /// quorum of started, connected voters.
+    pub strict_reconfig: bool,
     /// One Raft tick (a follower's commit index may lag the leader's by one heartbeat).
     pub tick: Duration,
     /// Linearizable reads waiting together share one ReadIndex request to the Raft thread.
@@ -102,6 +105,23 @@ impl VoterNode {
             .await
             .map_err(|_| NodeError::Timeout)?
             .map_err(raft_error)
+    }
+
+    /// Runs a membership check over the registry and (on the leader) the Raft progress.
+    fn check_reconfig(
+        &self,
+        check: impl FnOnce(&crate::reconfig::View<'_>) -> Result<(), NodeError>,
+    ) -> Result<(), NodeError> {
+        let infos = self.infos();
+        let status = self.raft.status(GROUP).map_err(raft_error)?;
+        let leads = status.leader == self.member_id;
+        let view = crate::reconfig::View {
+            members: &infos,
+            me: self.member_id,
+            progress: leads.then_some(status.progress.as_slice()),
+            leader_last_index: status.last_index,
+        };
+        check(&view)
     }
 
     fn infos(&self) -> Vec<MemberInfo> {
@@ -295,6 +315,9 @@ impl EtcdNode for VoterNode {
         {
             return Err(NodeError::PeerUrlExists);
         }
+        if self.strict_reconfig {
+            self.check_reconfig(|v| v.may_add(is_learner))?;
+        }
         // An id of its own, never one a removed member had (the newcomer asks for it when it
         // starts with --initial-cluster-state existing).
         let now = std::time::SystemTime::now()
@@ -333,6 +356,9 @@ impl EtcdNode for VoterNode {
     async fn member_remove(&self, id: u64) -> Result<(), NodeError> {
         if !self.infos().iter().any(|m| m.id == id) {
             return Err(NodeError::MemberNotFound);
+        }
+        if self.strict_reconfig {
+            self.check_reconfig(|v| v.may_remove(id))?;
         }
         let info = MemberInfo {
             id,
@@ -382,10 +408,8 @@ impl EtcdNode for VoterNode {
         if !info.is_learner {
             return Err(NodeError::NotLearner);
         }
-        let status = self.raft.status(GROUP).map_err(raft_error)?;
-        if status.leader != self.member_id {
-            return Err(NodeError::NotLeader);
-        }
+        let strict = self.strict_reconfig;
+        self.check_reconfig(|v| v.may_promote(id, strict))?;
         let change = MemberChange {
             kind: Kind::Promote as i32,
             member: Some(info),

@@ -268,6 +268,7 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
         min_lease_ttl: crate::leases::min_lease_ttl(Duration::from_millis(config.election_timeout)),
         leader_client: crate::leases::LeaderClient::new(security.client.tonic_client_config()),
         max_apply_gap: config.max_apply_gap,
+        strict_reconfig: config.strict_reconfig_check,
         tick: config.tick(),
         reads: {
             let raft = raft.clone();
