@@ -9,5 +9,6 @@ mod logging;
 pub mod logsource;
 pub mod machine;
 pub mod node;
+pub mod restore;
 pub mod security;
 pub mod server;
