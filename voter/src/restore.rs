@@ -20,8 +20,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use mango_store::mango_bbolt::Db;
 use mango_store::mango_bbolt::etcd::EtcdSnapshot;
-use mango_store::mango_bbolt::sha::HashCheck;
+use mango_store::mango_bbolt::sha::{HashCheck, check_sha256};
 use mango_store::{Store, StoreOptions};
 
 use crate::config::{cluster_id, member_id, parse_initial_cluster};
@@ -66,14 +67,26 @@ pub struct Restored {
 /// `skip_hash_check`), its bbolt structure and etcd's buckets.
 pub fn read_snapshot(path: &Path, skip_hash_check: bool) -> anyhow::Result<EtcdSnapshot> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let (snapshot, check) = EtcdSnapshot::from_file_bytes(bytes)
-        .with_context(|| format!("{} is not a usable snapshot", path.display()))?;
+    let unusable = || format!("{} is not a usable snapshot", path.display());
+    let check = check_sha256(&bytes).1;
+    if check == HashCheck::Mismatch {
+        anyhow::bail!(
+            "{}: the trailing sha256 does not match the file (damaged or truncated)",
+            path.display()
+        );
+    }
+    // The structure first, so a truncated file says so rather than that its hash is missing.
+    let db = Db::from_bytes(bytes).with_context(unusable)?;
+    // bbolt's own consistency check, as etcd's `snapshot status` runs it: a damaged page
+    // is refused here rather than half read.
+    db.check().with_context(unusable)?;
     if check == HashCheck::Missing && !skip_hash_check {
         anyhow::bail!(
             "{}: snapshot missing hash but --skip-hash-check=false",
             path.display()
         );
     }
+    let snapshot = EtcdSnapshot::from_db(&db).with_context(unusable)?;
     Ok(snapshot)
 }
 
