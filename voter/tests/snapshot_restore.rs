@@ -5,52 +5,27 @@
 //! status` and restores into a real etcd.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+use std::path::Path;
+use std::process::Command;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use harness::etcd::Etcd;
-use harness::{Cluster, Voter, free_port};
+use mango_testkit::Cluster;
 use mango_voter::restore::{RestoreOptions, restore};
 use serde_json::Value;
 
-/// A cluster of `n` voters laid out in a fresh folder, none started.
-fn unstarted(n: usize, token: &str) -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let voters = (0..n)
-        .map(|i| {
-            let name = format!("v{}", i + 1);
-            Voter {
-                host: "127.0.0.1".into(),
-                data_dir: dir.path().join(&name),
-                log: dir.path().join(format!("{name}.log")),
-                name,
-                client_port: free_port(),
-                peer_port: free_port(),
-                child: None,
-            }
-        })
-        .collect();
-    Cluster {
-        dir,
-        voters,
-        token: token.into(),
-        extra: Vec::new(),
-        netns: Vec::new(),
-    }
-}
-
-/// Restores `file` into every voter's data folder, then starts them as a new cluster.
-fn restore_and_start(file: &Path, token: &str) -> Cluster {
-    let mut c = unstarted(3, token);
-    let initial = c
-        .voters
+/// The `--initial-cluster` of `c`'s voters.
+fn initial_cluster(c: &Cluster) -> String {
+    c.voters
         .iter()
         .map(|v| format!("{}={}", v.name, v.peer_url()))
         .collect::<Vec<_>>()
-        .join(",");
+        .join(",")
+}
+
+/// Restores `file` into every voter's data folder of a new 3-voter mango cluster, then
+/// starts them (`--initial-cluster-state new`).
+fn restore_and_start(file: &Path, token: &str) -> Cluster {
+    let mut c = Cluster::builder(3).token(token).build().unwrap();
+    let initial = initial_cluster(&c);
     let mut revision = None;
     for v in &c.voters {
         let restored = restore(&RestoreOptions {
@@ -68,21 +43,14 @@ fn restore_and_start(file: &Path, token: &str) -> Cluster {
         revision = Some(restored.revision);
     }
     for i in 0..3 {
-        c.spawn(i, "new");
+        c.spawn(i);
     }
-    c.wait_leader(Duration::from_secs(30));
+    c.wait_leader();
     c
 }
 
 fn etcdctl(endpoint: &str, args: &[&str]) -> String {
-    let out = Cluster::etcdctl_at(endpoint, args);
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?} at {endpoint}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    mango_testkit::etcdctl_ok(endpoint, args)
 }
 
 /// Every key at `rev` (0: the head) as etcdctl prints them in JSON, without the header.
@@ -140,7 +108,8 @@ fn assert_same_history(source: &str, restored: &str, compacted: i64) {
             "range over all keys at revision {rev}"
         );
     }
-    let below = Cluster::etcdctl_at(restored, &["get", "a", &format!("--rev={}", compacted - 1)]);
+    let below =
+        mango_testkit::etcdctl(restored, &["get", "a", &format!("--rev={}", compacted - 1)]);
     assert!(!below.status.success());
     assert!(
         String::from_utf8_lossy(&below.stderr).contains("required revision has been compacted"),
@@ -151,18 +120,19 @@ fn assert_same_history(source: &str, restored: &str, compacted: i64) {
 
 #[test]
 fn an_etcd_snapshot_becomes_a_mango_cluster_with_the_same_history_and_leases() {
-    let etcd = Etcd::start();
-    let (lease, compacted) = write_history(&etcd.endpoint);
+    let etcd = Cluster::etcd(1);
+    let etcd_endpoint = etcd.voters[0].endpoint();
+    let (lease, compacted) = write_history(&etcd_endpoint);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("etcd.db");
-    save(&etcd.endpoint, &file);
+    save(&etcd_endpoint, &file);
 
     let c = restore_and_start(&file, "restored-from-etcd");
     let mango = c.voters[0].endpoint();
-    assert_same_history(&etcd.endpoint, &mango, compacted);
+    assert_same_history(&etcd_endpoint, &mango, compacted);
     // Every member serves it, from its own state.
     for v in &c.voters {
-        assert_eq!(kvs_at(&v.endpoint(), 0), kvs_at(&etcd.endpoint, 0));
+        assert_eq!(kvs_at(&v.endpoint(), 0), kvs_at(&etcd_endpoint, 0));
     }
     // The lease is there with its TTL and its key.
     let list = etcdctl(&mango, &["lease", "list"]);
@@ -173,36 +143,34 @@ fn an_etcd_snapshot_becomes_a_mango_cluster_with_the_same_history_and_leases() {
         "{ttl}"
     );
     // The cluster goes on from the restored revision.
-    let head = head_revision(&etcd.endpoint);
+    let head = head_revision(&etcd_endpoint);
     etcdctl(&mango, &["put", "after", "1"]);
     assert_eq!(head_revision(&mango), head + 1);
 }
 
-/// A real etcd started on a data folder made by `etcdctl snapshot restore`.
-struct RestoredEtcd {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for RestoredEtcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn etcd_from_snapshot(file: &Path, dir: &Path) -> RestoredEtcd {
-    let (client, peer) = (free_port(), free_port());
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let client_url = format!("http://127.0.0.1:{client}");
-    let data: PathBuf = dir.join("etcd-data");
-    let out = Command::new("etcdctl")
+/// A real etcd started on a data folder made by `etcdctl snapshot restore` from `file`.
+fn etcd_from_snapshot(file: &Path) -> Cluster {
+    let token = "etcd-from-mango";
+    let mut etcd = Cluster::builder(1)
+        .etcd()
+        .names("e")
+        .token(token)
+        .build()
+        .unwrap();
+    let e = &etcd.voters[0];
+    let out = Command::new(mango_testkit::etcdctl::etcdctl_bin())
         .env("ETCDCTL_API", "3")
         .args(["snapshot", "restore", file.to_str().unwrap()])
-        .args(["--name", "e", "--initial-cluster", &format!("e={peer_url}")])
-        .args(["--initial-advertise-peer-urls", &peer_url])
+        .args([
+            "--name",
+            &e.name,
+            "--initial-cluster",
+            &initial_cluster(&etcd),
+        ])
+        .args(["--initial-cluster-token", token])
+        .args(["--initial-advertise-peer-urls", &e.peer_url()])
         .arg("--data-dir")
-        .arg(&data)
+        .arg(&e.data_dir)
         .output()
         .unwrap();
     assert!(
@@ -210,36 +178,8 @@ fn etcd_from_snapshot(file: &Path, dir: &Path) -> RestoredEtcd {
         "etcdctl snapshot restore: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let log = std::fs::File::create(dir.join("etcd.log")).unwrap();
-    let child = Command::new("/usr/bin/etcd")
-        .args(["--name", "e"])
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--listen-client-urls", &client_url])
-        .args(["--advertise-client-urls", &client_url])
-        .args(["--listen-peer-urls", &peer_url])
-        .args(["--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("e={peer_url}")])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let etcd = RestoredEtcd {
-        child,
-        endpoint: format!("127.0.0.1:{client}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !Cluster::etcdctl_at(&etcd.endpoint, &["endpoint", "health"])
-        .status
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "restored etcd did not start: {}",
-            std::fs::read_to_string(dir.join("etcd.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    etcd.spawn(0);
+    etcd.wait_leader();
     etcd
 }
 
@@ -278,8 +218,8 @@ fn a_mango_snapshot_passes_etcdctl_and_restores_into_mango_and_etcd() {
     assert_eq!(status["totalSize"].as_u64(), Some(ours.total_size));
 
     // Real etcd starts from it and answers the same ranges.
-    let etcd = etcd_from_snapshot(&file, dir.path());
-    assert_same_history(&endpoint, &etcd.endpoint, compacted);
+    let etcd = etcd_from_snapshot(&file);
+    assert_same_history(&endpoint, &etcd.voters[0].endpoint(), compacted);
 
     // A new mango cluster from it: same hash and revision as the source.
     let restored = restore_and_start(&file, "restored-from-mango");
