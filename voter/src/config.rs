@@ -205,6 +205,25 @@ pub struct InitialMember {
     pub peer_urls: Vec<String>,
 }
 
+/// etcd's `--initial-cluster` (`name=url,...`; a name listed twice has several peer URLs), in
+/// the order given.
+pub fn parse_initial_cluster(spec: &str) -> anyhow::Result<Vec<InitialMember>> {
+    let mut members: Vec<InitialMember> = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, url) = part
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--initial-cluster: expected name=url, got {part:?}"))?;
+        match members.iter_mut().find(|m| m.name == name) {
+            Some(m) => m.peer_urls.push(url.to_string()),
+            None => members.push(InitialMember {
+                name: name.into(),
+                peer_urls: vec![url.into()],
+            }),
+        }
+    }
+    Ok(members)
+}
+
 fn split(urls: &str) -> Vec<String> {
     urls.split(',')
         .map(|u| u.trim().to_string())
@@ -265,19 +284,7 @@ impl Config {
                 peer_urls: self.peer_advertise(),
             }]);
         };
-        let mut members: Vec<InitialMember> = Vec::new();
-        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, url) = part.split_once('=').ok_or_else(|| {
-                anyhow::anyhow!("--initial-cluster: expected name=url, got {part:?}")
-            })?;
-            match members.iter_mut().find(|m| m.name == name) {
-                Some(m) => m.peer_urls.push(url.to_string()),
-                None => members.push(InitialMember {
-                    name: name.into(),
-                    peer_urls: vec![url.into()],
-                }),
-            }
-        }
+        let members = parse_initial_cluster(spec)?;
         if !members.iter().any(|m| m.name == self.name) {
             anyhow::bail!(
                 "--initial-cluster has no member named {:?} (--name)",

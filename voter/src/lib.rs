@@ -10,5 +10,6 @@ pub mod logsource;
 pub mod machine;
 pub mod node;
 mod reconfig;
+pub mod restore;
 pub mod security;
 pub mod server;
