@@ -8,6 +8,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod layers;
+pub mod tls;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
