@@ -145,6 +145,8 @@ pub async fn serve(
 /// URL, serves.
 pub async fn run(config: Config, boot: mango_boot::Boot) -> anyhow::Result<()> {
     config.validate()?;
+    // The listener rules before binding: an address off loopback is refused by name.
+    config.client_tls()?;
     let listener = config.listen_url()?.bind().await?;
     serve(listener, &config, boot.shutdown).await
 }
