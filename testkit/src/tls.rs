@@ -169,9 +169,10 @@ impl SecureCluster {
             learners: Vec::new(),
             client_cert_auth,
         };
-        for i in 0..hosts.len() {
-            let (cert, key) = c.pki.issue(&c.voters[i].name, &[hosts[i]]);
-            c.spawn_voter(i, "new", &cert, &key, &c.pki.ca_file.clone());
+        let ca = c.pki.ca_file.clone();
+        for (i, host) in hosts.iter().enumerate() {
+            let (cert, key) = c.pki.issue(&c.voters[i].name, &[host]);
+            c.spawn_voter(i, "new", &cert, &key, &ca);
         }
         c.wait_leader();
         c
