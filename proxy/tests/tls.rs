@@ -32,14 +32,16 @@ fn ok(out: &std::process::Output) -> String {
 
 #[test]
 fn etcdctl_through_an_https_proxy_to_https_voters() {
-    let c = SecureCluster::start(&["127.0.0.1", "127.0.0.1", "127.0.0.1"], true);
-    let (cert, key) = c.pki.issue("proxy", &["127.0.0.1"]);
-    let port = mango_testkit::free_port();
+    let c = SecureCluster::start(3, true);
+    let host = mango_testkit::Host::reserve();
+    let ip = host.ip().to_string();
+    let (cert, key) = c.pki.issue("proxy", &[&ip]);
+    let port = mango_testkit::net::CLIENT_PORT;
     // Bare host:port, as grpc-proxy takes them: TLS because the TLS flags are given.
     let endpoints = c
         .voters
         .iter()
-        .map(|v| format!("127.0.0.1:{}", v.client_port))
+        .map(|v| format!("{}:{}", v.host, v.client_port))
         .collect::<Vec<_>>()
         .join(",");
     let log = c.dir.path().join("proxy.log");
@@ -47,7 +49,7 @@ fn etcdctl_through_an_https_proxy_to_https_voters() {
     let (client_cert, client_key) = c.pki.client.clone();
     let child = Command::new(mango_testkit::proxy_bin())
         .arg(format!("--endpoints={endpoints}"))
-        .arg(format!("--listen-addr=127.0.0.1:{port}"))
+        .arg(format!("--listen-addr={ip}:{port}"))
         .arg(format!("--cacert={ca}"))
         .arg(format!("--cert={}", client_cert.display()))
         .arg(format!("--key={}", client_key.display()))
@@ -60,7 +62,7 @@ fn etcdctl_through_an_https_proxy_to_https_voters() {
         .spawn()
         .expect("start mango-proxy");
     let _proxy = Proxy(child);
-    let url = format!("https://127.0.0.1:{port}");
+    let url = format!("https://{ip}:{port}");
     let with_cert = c.pki.etcdctl_flags(true);
 
     let up = SecureCluster::wait_for(Duration::from_secs(20), || {
@@ -114,7 +116,7 @@ fn etcdctl_through_an_https_proxy_to_https_voters() {
             .success()
     );
     assert!(!etcdctl(&url, &[], &["get", "through"]).status.success());
-    let plain = format!("http://127.0.0.1:{port}");
+    let plain = format!("http://{ip}:{port}");
     assert!(!etcdctl(&plain, &[], &["get", "through"]).status.success());
 }
 

@@ -3,17 +3,27 @@
 //! between peers and on the log stream, learners following them with a certificate, and
 //! etcdctl with `--cacert` (and `--cert --key` when clients must present one).
 //!
-//! Members listen on their own loopback addresses (127.0.0.2, ...): certificates issued by
-//! [`mango_tls::DevCa`] always name 127.0.0.1 and localhost, so a test that checks "valid for
-//! another host" needs members elsewhere.
+//! Every process has a loopback address of its own ([`Host`], never 127.0.0.1):
+//! certificates issued by [`mango_tls::DevCa`] always name 127.0.0.1 and localhost, so a test
+//! that checks "valid for another host" needs members elsewhere.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use mango_tls::DevCa;
 
-use crate::{free_port, free_udp_port, learner_bin, log_file, voter_bin};
+use crate::net::{CLIENT_PORT, LOGSTREAM_PORT, PEER_PORT};
+use crate::proc::Proc;
+use crate::{Host, learner_bin, voter_bin};
+
+fn log_file(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+}
 
 /// The development CA, a foreign CA, and the files issued by them, in a temporary folder.
 pub struct Pki {
@@ -90,7 +100,9 @@ pub fn etcdctl(endpoint: &str, flags: &[String], args: &[&str]) -> Output {
 /// One process of the deployment.
 pub struct Member {
     pub name: String,
-    /// Its loopback address.
+    /// Its loopback address, reserved while the member lives.
+    pub reserved: Host,
+    /// The address as text.
     pub host: String,
     pub client_port: u16,
     pub peer_port: u16,
@@ -98,7 +110,7 @@ pub struct Member {
     pub stream_port: u16,
     pub data_dir: PathBuf,
     pub log: PathBuf,
-    pub child: Option<Child>,
+    pub child: Option<Proc>,
 }
 
 impl Member {
@@ -121,24 +133,36 @@ impl Member {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Whether the process has exited.
+    /// Whether the process has exited (or was never started).
     pub fn exited(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+        self.child.as_mut().is_none_or(|c| c.exited().is_some())
     }
 
-    fn new(dir: &Path, name: &str, host: &str) -> Self {
+    /// Kills the process.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill();
+        }
+    }
+
+    fn new(dir: &Path, name: &str) -> Self {
+        let reserved = Host::reserve();
         Member {
             name: name.to_string(),
-            host: host.to_string(),
-            client_port: free_port(),
-            peer_port: free_port(),
-            stream_port: free_udp_port(),
+            host: reserved.ip().to_string(),
+            reserved,
+            client_port: CLIENT_PORT,
+            peer_port: PEER_PORT,
+            stream_port: LOGSTREAM_PORT,
             data_dir: dir.join(name),
             log: dir.join(format!("{name}.log")),
             child: None,
         }
+    }
+
+    fn spawn(&mut self, cmd: &mut Command) {
+        cmd.stdout(Stdio::null()).stderr(log_file(&self.log));
+        self.child = Some(Proc::spawn(&self.name, cmd, self.log.clone()).unwrap());
     }
 }
 
@@ -153,14 +177,12 @@ pub struct SecureCluster {
 }
 
 impl SecureCluster {
-    /// One voter on each of `hosts` (loopback addresses), waits for a leader.
-    pub fn start(hosts: &[&str], client_cert_auth: bool) -> Self {
+    /// `n` voters, each on a loopback address of its own; waits for a leader.
+    pub fn start(n: usize, client_cert_auth: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new(dir.path());
-        let voters = hosts
-            .iter()
-            .enumerate()
-            .map(|(i, h)| Member::new(dir.path(), &format!("v{}", i + 1), h))
+        let voters = (1..=n)
+            .map(|i| Member::new(dir.path(), &format!("v{i}")))
             .collect();
         let mut c = SecureCluster {
             dir,
@@ -170,8 +192,9 @@ impl SecureCluster {
             client_cert_auth,
         };
         let ca = c.pki.ca_file.clone();
-        for (i, host) in hosts.iter().enumerate() {
-            let (cert, key) = c.pki.issue(&c.voters[i].name, &[host]);
+        for i in 0..n {
+            let host = c.voters[i].host.clone();
+            let (cert, key) = c.pki.issue(&c.voters[i].name, &[&host]);
             c.spawn_voter(i, "new", &cert, &key, &ca);
         }
         c.wait_leader();
@@ -191,10 +214,10 @@ impl SecureCluster {
             .join(",")
     }
 
-    /// Adds a voter slot on `host` (not started); returns its index.
-    pub fn add_slot(&mut self, host: &str) -> usize {
+    /// Adds a voter slot on a loopback address of its own (not started); returns its index.
+    pub fn add_slot(&mut self) -> usize {
         let name = format!("v{}", self.voters.len() + 1);
-        self.voters.push(Member::new(self.dir.path(), &name, host));
+        self.voters.push(Member::new(self.dir.path(), &name));
         self.voters.len() - 1
     }
 
@@ -229,21 +252,16 @@ impl SecureCluster {
             .arg("--peer-trusted-ca-file")
             .arg(ca)
             .arg("--peer-client-cert-auth");
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(log_file(&v.log))
-            .spawn()
-            .expect("start mango-voter");
-        v.child = Some(child);
+        v.spawn(&mut cmd);
     }
 
-    /// Adds and starts a learner on 127.0.0.1 following voter `upstream`'s log stream with
-    /// a certificate of the cluster CA (`with_cert`) or none; returns its index.
+    /// Adds and starts a learner following voter `upstream`'s log stream with a certificate
+    /// of the cluster CA (`with_cert`) or none; returns its index.
     pub fn add_learner(&mut self, upstream: usize, with_cert: bool) -> usize {
         let i = self.learners.len();
         let name = format!("l{}", i + 1);
-        let l = Member::new(self.dir.path(), &name, "127.0.0.1");
-        let (cert, key) = self.pki.issue(&name, &["127.0.0.1"]);
+        let mut l = Member::new(self.dir.path(), &name);
+        let (cert, key) = self.pki.issue(&name, &[&l.host.clone()]);
         let mut cmd = Command::new(learner_bin());
         cmd.args(["--name", &name])
             .arg("--data-dir")
@@ -265,15 +283,8 @@ impl SecureCluster {
                 .arg("--upstream-key")
                 .arg(&key);
         }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(log_file(&l.log))
-            .spawn()
-            .expect("start mango-learner");
-        self.learners.push(Member {
-            child: Some(child),
-            ..l
-        });
+        l.spawn(&mut cmd);
+        self.learners.push(l);
         i
     }
 
@@ -330,10 +341,7 @@ impl SecureCluster {
 impl Drop for SecureCluster {
     fn drop(&mut self) {
         for p in self.voters.iter_mut().chain(self.learners.iter_mut()) {
-            if let Some(mut c) = p.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            p.kill();
         }
     }
 }

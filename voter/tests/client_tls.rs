@@ -10,8 +10,6 @@ use std::time::Duration;
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use mango_testkit::tls::{SecureCluster, etcdctl};
 
-const HOSTS: [&str; 3] = ["127.0.0.1", "127.0.0.1", "127.0.0.1"];
-
 fn ok(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
@@ -62,7 +60,7 @@ async fn client_get(client: &mut Client, key: &str) -> Result<Option<String>, et
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cacert_is_enough_to_reach_voters_and_learners_over_https() {
-    let mut c = SecureCluster::start(&HOSTS, false);
+    let mut c = SecureCluster::start(3, false);
     let l = c.add_learner(0, true);
     let flags = c.etcdctl_flags();
     let voter = c.voters[0].client_url();
@@ -88,7 +86,7 @@ async fn cacert_is_enough_to_reach_voters_and_learners_over_https() {
         assert!(!out.status.success(), "{url} answered without --cacert");
     }
     // Plaintext to an https URL gets nothing either.
-    let plain = format!("http://127.0.0.1:{}", c.voters[0].client_port);
+    let plain = format!("http://{}:{}", c.voters[0].host, c.voters[0].client_port);
     assert!(!etcdctl(&plain, &[], &["get", "k"]).status.success());
 
     // etcd-client with the CA: put and get at the voter, get at the learner.
@@ -119,7 +117,7 @@ async fn cacert_is_enough_to_reach_voters_and_learners_over_https() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_client_cert_auth_only_clients_with_a_certificate_get_in() {
-    let mut c = SecureCluster::start(&HOSTS, true);
+    let mut c = SecureCluster::start(3, true);
     let l = c.add_learner(0, true);
     let with_cert = c.pki.etcdctl_flags(true);
     let without = c.pki.etcdctl_flags(false);
@@ -176,7 +174,7 @@ async fn with_client_cert_auth_only_clients_with_a_certificate_get_in() {
 /// client certificate of the cluster CA and the learner gets nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_without_a_certificate_is_refused_by_the_log_stream() {
-    let mut c = SecureCluster::start(&HOSTS, false);
+    let mut c = SecureCluster::start(3, false);
     let flags = c.etcdctl_flags();
     assert_eq!(ok(&c.etcdctl(0, &["put", "secret", "s3cr3t"])).trim(), "OK");
     let good = c.add_learner(0, true);

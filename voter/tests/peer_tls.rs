@@ -1,5 +1,5 @@
-//! Peer mutual TLS against real voters (members on their own loopback addresses, since the
-//! development CA's certificates always name 127.0.0.1): a voter whose certificate another
+//! Peer mutual TLS against real voters (each on a loopback address of its own, never
+//! 127.0.0.1, which the development CA's certificates always name): a voter whose certificate another
 //! CA signed is added as a member yet never joins, and the cluster is unharmed; a peer whose
 //! certificate (of the cluster CA) names another host than the member it claims to be has
 //! its messages dropped, while the same message from a certificate that names the member's
@@ -14,8 +14,6 @@ use mango_testkit::tls::{SecureCluster, etcdctl};
 use mango_tls::{GrpcClientTls, Identity, Target, Verify};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
-
-const HOSTS: [&str; 3] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
 
 fn ok(out: &std::process::Output) -> String {
     assert!(
@@ -42,18 +40,19 @@ fn assert_unharmed(c: &mut SecureCluster, leader: u64, term: u64, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voter_with_a_certificate_of_another_ca_cannot_join() {
-    let mut c = SecureCluster::start(&HOSTS, false);
+    let mut c = SecureCluster::start(3, false);
     let (leader, li, term) = c.wait_leader();
     assert_eq!(ok(&c.etcdctl(li, &["put", "k", "v"])).trim(), "OK");
     // The operator adds a member; the process that comes up on its address holds a
     // certificate of another CA (it trusts the cluster's CA: it would gladly join).
-    let i = c.add_slot("127.0.0.5");
+    let i = c.add_slot();
+    let host = c.voters[i].host.clone();
     let peer_url = c.voters[i].peer_url();
     ok(&c.etcdctl(
         li,
         &["member", "add", "v4", &format!("--peer-urls={peer_url}")],
     ));
-    let (cert, key) = c.pki.issue_other("v4", &["127.0.0.5"]);
+    let (cert, key) = c.pki.issue_other("v4", &[&host]);
     let ca = c.pki.ca_file.clone();
     c.spawn_voter(i, "existing", &cert, &key, &ca);
 
@@ -68,12 +67,9 @@ async fn a_voter_with_a_certificate_of_another_ca_cannot_join() {
 
     // The control: the same member with a certificate of the cluster CA joins and gets the
     // data, so what kept the first one out was its certificate.
-    if let Some(mut child) = c.voters[i].child.take() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    c.voters[i].kill();
     let _ = std::fs::remove_dir_all(&c.voters[i].data_dir);
-    let (cert, key) = c.pki.issue("v4-genuine", &["127.0.0.5"]);
+    let (cert, key) = c.pki.issue("v4-genuine", &[&host]);
     c.spawn_voter(i, "existing", &cert, &key, &ca);
     let flags = c.etcdctl_flags();
     let joined = SecureCluster::wait_for(Duration::from_secs(20), || {
@@ -137,7 +133,7 @@ async fn send(client: &mut PeerClient<tonic::transport::Channel>, cluster: u64, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_certificate_for_another_host_is_dropped() {
-    let mut c = SecureCluster::start(&HOSTS, false);
+    let mut c = SecureCluster::start(3, false);
     let (leader, li, term) = c.wait_leader();
     let ids: Vec<u64> = (0..3)
         .map(|i| {
@@ -152,7 +148,7 @@ async fn a_peer_certificate_for_another_host_is_dropped() {
     let storm = heartbeat(ids[claimed], ids[target], term + 1000);
 
     // A certificate of the cluster CA, for a host that is no member's: dropped.
-    let (cert, key) = c.pki.issue("impostor", &["127.0.0.9"]);
+    let (cert, key) = c.pki.issue("impostor", &["192.0.2.9"]);
     let mut impostor = peer_client(&c, target, &cert, &key).await.unwrap();
     for _ in 0..20 {
         send(&mut impostor, cluster, storm.clone()).await;
@@ -161,7 +157,8 @@ async fn a_peer_certificate_for_another_host_is_dropped() {
     assert_unharmed(&mut c, leader, term, "a certificate for another host");
 
     // A certificate of another CA: refused at the handshake.
-    let (cert, key) = c.pki.issue_other("foreign", &[HOSTS[claimed]]);
+    let claimed_host = c.voters[claimed].host.clone();
+    let (cert, key) = c.pki.issue_other("foreign", &[&claimed_host]);
     if let Ok(mut foreign) = peer_client(&c, target, &cert, &key).await {
         let batch = PeerBatch {
             messages: vec![storm.clone()],
@@ -179,7 +176,7 @@ async fn a_peer_certificate_for_another_host_is_dropped() {
 
     // The control: the same message under a certificate naming the claimed member's host is
     // stepped (the target's term jumps), so what dropped it above was the host check.
-    let (cert, key) = c.pki.issue("claimed-host", &[HOSTS[claimed]]);
+    let (cert, key) = c.pki.issue("claimed-host", &[&claimed_host]);
     let mut genuine = peer_client(&c, target, &cert, &key).await.unwrap();
     send(&mut genuine, cluster, storm).await;
     let stepped = SecureCluster::wait_for(Duration::from_secs(5), || {
