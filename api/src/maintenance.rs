@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use crate::auth::{authorize, authorize_admin, authorize_admin_raw};
 use crate::error::{node_status, store_status};
 use crate::node::EtcdNode;
 
@@ -119,6 +120,13 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
         &self,
         request: tonic::Request<AlarmRequest>,
     ) -> Result<tonic::Response<AlarmResponse>, Status> {
+        // Listing alarms is anyone's; changing them is root's (mango's rule: etcd 3.4 lets any
+        // user disarm).
+        let caller = if request.get_ref().action == AlarmAction::Get as i32 {
+            authorize(&*self.node, &request).await?
+        } else {
+            authorize_admin(&*self.node, &request).await?
+        };
         let req = request.into_inner();
         let alarms = match AlarmAction::try_from(req.action) {
             Ok(AlarmAction::Get) => alarms_of_type(self.node.alarms(), req.alarm),
@@ -129,7 +137,10 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
                     alarm: req.alarm,
                 };
                 let was_active = self.node.alarms().contains(&target);
-                self.node.disarm(target).await.map_err(node_status)?;
+                self.node
+                    .disarm(target, &caller)
+                    .await
+                    .map_err(node_status)?;
                 if was_active { vec![target] } else { Vec::new() }
             }
             Err(_) => Vec::new(),
@@ -181,8 +192,9 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
 
     async fn defragment(
         &self,
-        _request: tonic::Request<DefragmentRequest>,
+        request: tonic::Request<DefragmentRequest>,
     ) -> Result<tonic::Response<DefragmentResponse>, Status> {
+        authorize_admin_raw(&*self.node, &request).await?;
         self.node.defragment().await.map_err(node_status)?;
         Ok(tonic::Response::new(DefragmentResponse {
             header: Some(self.header()?),
@@ -193,8 +205,9 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
     /// revision, which is equally comparable across members and independent of file layout.
     async fn hash(
         &self,
-        _request: tonic::Request<HashRequest>,
+        request: tonic::Request<HashRequest>,
     ) -> Result<tonic::Response<HashResponse>, Status> {
+        authorize_admin_raw(&*self.node, &request).await?;
         let view = self.node.read_view().map_err(node_status)?;
         let hash = view.hash_kv(0).map_err(store_status)?;
         Ok(tonic::Response::new(HashResponse {
@@ -207,6 +220,7 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
         &self,
         request: tonic::Request<HashKvRequest>,
     ) -> Result<tonic::Response<HashKvResponse>, Status> {
+        authorize_admin_raw(&*self.node, &request).await?;
         let req = request.into_inner();
         let view = self.node.read_view().map_err(node_status)?;
         let hash = view.hash_kv(req.revision).map_err(store_status)?;
@@ -229,8 +243,9 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
     /// (the stream carries its own CRC-32 in its end record, checked on install).
     async fn snapshot(
         &self,
-        _request: tonic::Request<SnapshotRequest>,
+        request: tonic::Request<SnapshotRequest>,
     ) -> Result<tonic::Response<Self::SnapshotStream>, Status> {
+        authorize_admin_raw(&*self.node, &request).await?;
         let reader = self.node.snapshot().map_err(node_status)?;
         let estimate = u64::try_from(self.node.status().db_size_in_use).unwrap_or(0);
         let header = self.node.header(reader.state().revision);
@@ -243,6 +258,8 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
         &self,
         request: tonic::Request<MoveLeaderRequest>,
     ) -> Result<tonic::Response<MoveLeaderResponse>, Status> {
+        // Root only (mango's rule: etcd 3.4 checks nothing here).
+        authorize_admin(&*self.node, &request).await?;
         let req = request.into_inner();
         self.node
             .move_leader(req.target_id)
