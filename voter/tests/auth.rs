@@ -255,6 +255,33 @@ fn etcdctl_auth_transcript_through_the_proxy_matches_etcd() {
     assert_same(&expected, &mango, "mango proxy");
 }
 
+/// The transcript against a learner: auth changes and writes are forwarded to the voters
+/// with the caller's token; reads and permission checks come from the learner's own copy of
+/// the auth state (simple tokens reach its token table through the log).
+#[test]
+fn etcdctl_auth_transcript_on_a_learner_matches_etcd() {
+    let steps = script();
+    let etcd = Etcd::start();
+    let expected = transcript(&etcd.endpoint, &steps);
+    drop(etcd);
+    let mut d = mango_testkit::Deployment::start(&[]);
+    let upstream = d.voters[0].stream_addr();
+    let l = d.add_learner(&upstream, &[]);
+    let endpoint = d.learners[l].endpoint();
+    // Ready once it has learned the voters' client URLs (it forwards writes to them).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !mango_testkit::Deployment::etcdctl_at(&endpoint, &["put", "ready", "1"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the learner never took a write");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    mango_testkit::Deployment::etcdctl_at(&endpoint, &["del", "ready"]);
+    let mango = transcript(&endpoint, &steps);
+    assert_same(&expected, &mango, "mango learner");
+}
+
 /// Sets up root and a user `alice` with read on `foo` (prefix), then enables auth.
 fn setup(endpoint: &str) {
     for s in [
