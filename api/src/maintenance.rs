@@ -112,10 +112,11 @@ fn stream_snapshot(
 
 #[tonic::async_trait]
 impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
-    /// GET lists the alarms (of one type, or all for `NONE`). DEACTIVATE disarms one alarm and
-    /// answers with it, as etcd does. ACTIVATE is not something a client can do to a mango
-    /// node (alarms are raised by the node itself): it changes nothing and answers with the
-    /// current alarms. An unknown action gets an empty answer, as in etcd.
+    /// GET lists the alarms (of one type, or all for `NONE`). ACTIVATE raises the alarm
+    /// through Raft and answers with it (a NOSPACE alarm then refuses puts, writing txns and
+    /// lease grants on every member; CORRUPT refuses every write); DEACTIVATE disarms it and
+    /// answers with it if it was raised. As etcd 3.4: ACTIVATE of `NONE` records a `NONE`
+    /// alarm (listed, blocking nothing), an unknown action gets an empty answer.
     async fn alarm(
         &self,
         request: tonic::Request<AlarmRequest>,
@@ -130,7 +131,17 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
         let req = request.into_inner();
         let alarms = match AlarmAction::try_from(req.action) {
             Ok(AlarmAction::Get) => alarms_of_type(self.node.alarms(), req.alarm),
-            Ok(AlarmAction::Activate) => self.node.alarms(),
+            Ok(AlarmAction::Activate) => {
+                let raised = AlarmMember {
+                    member_id: req.member_id,
+                    alarm: req.alarm,
+                };
+                self.node
+                    .change_alarm(req, &caller)
+                    .await
+                    .map_err(node_status)?;
+                vec![raised]
+            }
             Ok(AlarmAction::Deactivate) => {
                 let target = AlarmMember {
                     member_id: req.member_id,
@@ -138,7 +149,7 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
                 };
                 let was_active = self.node.alarms().contains(&target);
                 self.node
-                    .disarm(target, &caller)
+                    .change_alarm(req, &caller)
                     .await
                     .map_err(node_status)?;
                 if was_active { vec![target] } else { Vec::new() }

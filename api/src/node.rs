@@ -7,8 +7,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use mango_proto::etcdserverpb::{
-    AlarmMember, AuthenticateRequest, AuthenticateResponse, LeaseGrantResponse, Member,
-    ResponseHeader,
+    AlarmMember, AlarmRequest, AuthenticateRequest, AuthenticateResponse, LeaseGrantResponse,
+    Member, ResponseHeader,
 };
 use mango_proto::mangopb::raft_request::Request;
 use mango_store::auth::TokenLookup;
@@ -248,10 +248,11 @@ pub trait EtcdNode: Send + Sync + 'static {
     /// A snapshot of the whole state for Maintenance.Snapshot, streamed in chunks.
     fn snapshot(&self) -> Result<SnapshotReader<RedbSnapshot>, NodeError>;
 
-    /// Clears an alarm (etcd's `alarm disarm`).
-    fn disarm(
+    /// Raises or clears an alarm through Raft (etcd's `AlarmRequest` ACTIVATE and
+    /// DEACTIVATE; `alarm disarm` is a DEACTIVATE), for `caller`.
+    fn change_alarm(
         &self,
-        alarm: AlarmMember,
+        request: AlarmRequest,
         caller: &Caller,
     ) -> impl Future<Output = Result<(), NodeError>> + Send;
 

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mango_api::{AuthConfig, Caller, EtcdNode, NodeError, NodeStatus, ReadIndexBatcher};
-use mango_proto::etcdserverpb::alarm_request::AlarmAction;
 use mango_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AuthenticateRequest, AuthenticateResponse, LeaseGrantRequest,
     LeaseGrantResponse, LeaseKeepAliveRequest, LeaseTimeToLiveRequest, Member, MemberAddRequest,
@@ -514,18 +513,11 @@ impl EtcdNode for LearnerNode {
         self.log.store().snapshot_reader(GROUP).map_err(backend)
     }
 
-    async fn disarm(&self, alarm: AlarmMember, caller: &Caller) -> Result<(), NodeError> {
+    async fn change_alarm(&self, request: AlarmRequest, caller: &Caller) -> Result<(), NodeError> {
         self.voters
             .maintenance()
             .await?
-            .alarm(as_caller(
-                AlarmRequest {
-                    action: AlarmAction::Deactivate as i32,
-                    member_id: alarm.member_id,
-                    alarm: alarm.alarm,
-                },
-                caller,
-            ))
+            .alarm(as_caller(request, caller))
             .await
             .map_err(forwarded)?;
         Ok(())

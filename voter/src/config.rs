@@ -103,6 +103,10 @@ pub struct Config {
     /// as a dead disk would make it fail.
     #[arg(long, hide = true)]
     pub debug_fail_log_writes_while: Option<PathBuf>,
+    /// Size at which the Raft log starts a new file (files are the unit of purging); tests
+    /// make it small to see files purged.
+    #[arg(long, hide = true, default_value_t = 64 << 20)]
+    pub debug_raft_log_file_bytes: u64,
     /// Client TLS (etcd's flags).
     #[command(flatten)]
     #[serde(flatten)]

@@ -264,7 +264,12 @@ impl EtcdNode for VoterNode {
         if status.commit.saturating_sub(status.applied) > self.max_apply_gap {
             return Err(NodeError::TooManyRequests);
         }
-        if matches!(request, Request::Put(_) | Request::Txn(_)) {
+        let writes = match &request {
+            Request::Put(_) => true,
+            Request::Txn(t) => !mango_store::is_txn_read_only(t),
+            _ => false,
+        };
+        if writes {
             self.check_quota().await?;
         }
         let data = RaftRequest {
@@ -476,16 +481,11 @@ impl EtcdNode for VoterNode {
         self.store.snapshot_reader(GROUP).map_err(backend)
     }
 
-    async fn disarm(&self, alarm: AlarmMember, _caller: &Caller) -> Result<(), NodeError> {
-        let clear = AlarmRequest {
-            action: AlarmAction::Deactivate as i32,
-            member_id: alarm.member_id,
-            alarm: alarm.alarm,
-        };
+    async fn change_alarm(&self, request: AlarmRequest, _caller: &Caller) -> Result<(), NodeError> {
         let data = RaftRequest {
             id: 0,
             auth: None,
-            request: Some(Request::Alarm(clear)),
+            request: Some(Request::Alarm(request)),
         }
         .encode_to_vec();
         self.timed(self.raft.propose(GROUP, data))

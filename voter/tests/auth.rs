@@ -7,15 +7,12 @@
 //! crate.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use harness::Cluster;
-use harness::etcd::Etcd;
-use harness::proxy::ProxyProc;
+use mango_testkit::Cluster;
+use mango_testkit::etcdctl::etcdctl_command;
 
 const ROOT: &str = "--user=root:rootpw";
 const ALICE: &str = "--user=alice:alicepw";
@@ -179,10 +176,7 @@ fn script() -> Vec<Step> {
 /// Runs one step against `endpoint`: what it printed (stdout, then stderr without the
 /// client's JSON log lines) and how it exited, with the endpoint normalised.
 fn run(endpoint: &str, step: &Step) -> Vec<String> {
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .args(["--dial-timeout=5s", "--command-timeout=15s"])
+    let mut child = etcdctl_command(endpoint)
         .args(&step.args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -235,8 +229,8 @@ fn assert_same(etcd: &[String], mango: &[String], what: &str) {
 #[test]
 fn etcdctl_auth_transcript_matches_etcd() {
     let steps = script();
-    let etcd = Etcd::start();
-    let expected = transcript(&etcd.endpoint, &steps);
+    let etcd = Cluster::etcd(1);
+    let expected = transcript(&etcd.voters[0].endpoint(), &steps);
     drop(etcd);
     let cluster = Cluster::start(3);
     let mango = transcript(&cluster.voters[1].endpoint(), &steps);
@@ -246,12 +240,12 @@ fn etcdctl_auth_transcript_matches_etcd() {
 #[test]
 fn etcdctl_auth_transcript_through_the_proxy_matches_etcd() {
     let steps = script();
-    let etcd = Etcd::start();
-    let expected = transcript(&etcd.endpoint, &steps);
+    let etcd = Cluster::etcd(1);
+    let expected = transcript(&etcd.voters[0].endpoint(), &steps);
     drop(etcd);
-    let cluster = Cluster::start(3);
-    let proxy = ProxyProc::start(&cluster);
-    let mango = transcript(&proxy.endpoint, &steps);
+    let mut cluster = Cluster::start_tiered(&[]);
+    cluster.start_proxy(&[]);
+    let mango = transcript(&cluster.proxy().endpoint(), &steps);
     assert_same(&expected, &mango, "mango proxy");
 }
 
@@ -261,23 +255,23 @@ fn etcdctl_auth_transcript_through_the_proxy_matches_etcd() {
 #[test]
 fn etcdctl_auth_transcript_on_a_learner_matches_etcd() {
     let steps = script();
-    let etcd = Etcd::start();
-    let expected = transcript(&etcd.endpoint, &steps);
+    let etcd = Cluster::etcd(1);
+    let expected = transcript(&etcd.voters[0].endpoint(), &steps);
     drop(etcd);
-    let mut d = mango_testkit::Deployment::start(&[]);
+    let mut d = Cluster::start_tiered(&[]);
     let upstream = d.voters[0].stream_addr();
     let l = d.add_learner(&upstream, &[]);
     let endpoint = d.learners[l].endpoint();
     // Ready once it has learned the voters' client URLs (it forwards writes to them).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !mango_testkit::Deployment::etcdctl_at(&endpoint, &["put", "ready", "1"])
+    while !mango_testkit::etcdctl::etcdctl(&endpoint, &["put", "ready", "1"])
         .status
         .success()
     {
         assert!(Instant::now() < deadline, "the learner never took a write");
         std::thread::sleep(Duration::from_millis(100));
     }
-    mango_testkit::Deployment::etcdctl_at(&endpoint, &["del", "ready"]);
+    mango_testkit::etcdctl::etcdctl(&endpoint, &["del", "ready"]);
     let mango = transcript(&endpoint, &steps);
     assert_same(&expected, &mango, "mango learner");
 }
