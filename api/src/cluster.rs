@@ -11,6 +11,7 @@ use mango_proto::etcdserverpb::{
 };
 use tonic::Status;
 
+use crate::auth::authorize_admin;
 use crate::error::{bad_member_urls, node_status};
 use crate::node::EtcdNode;
 
@@ -85,11 +86,12 @@ impl<N: EtcdNode> Cluster for ClusterService<N> {
         &self,
         request: tonic::Request<MemberAddRequest>,
     ) -> Result<tonic::Response<MemberAddResponse>, Status> {
+        let caller = authorize_admin(&*self.node, &request).await?;
         let req = request.into_inner();
         let urls = parse_peer_urls(req.peer_ur_ls)?;
         let member = self
             .node
-            .member_add(urls, req.is_learner)
+            .member_add(urls, req.is_learner, &caller)
             .await
             .map_err(node_status)?;
         Ok(tonic::Response::new(MemberAddResponse {
@@ -103,8 +105,12 @@ impl<N: EtcdNode> Cluster for ClusterService<N> {
         &self,
         request: tonic::Request<MemberRemoveRequest>,
     ) -> Result<tonic::Response<MemberRemoveResponse>, Status> {
+        let caller = authorize_admin(&*self.node, &request).await?;
         let req = request.into_inner();
-        self.node.member_remove(req.id).await.map_err(node_status)?;
+        self.node
+            .member_remove(req.id, &caller)
+            .await
+            .map_err(node_status)?;
         Ok(tonic::Response::new(MemberRemoveResponse {
             header: self.header(),
             members: self.node.members(),
@@ -117,10 +123,11 @@ impl<N: EtcdNode> Cluster for ClusterService<N> {
         &self,
         request: tonic::Request<MemberUpdateRequest>,
     ) -> Result<tonic::Response<MemberUpdateResponse>, Status> {
+        let caller = authorize_admin(&*self.node, &request).await?;
         let req = request.into_inner();
         let urls = parse_peer_urls(req.peer_ur_ls)?;
         self.node
-            .member_update(req.id, urls)
+            .member_update(req.id, urls, &caller)
             .await
             .map_err(node_status)?;
         Ok(tonic::Response::new(MemberUpdateResponse {
@@ -155,9 +162,10 @@ impl<N: EtcdNode> Cluster for ClusterService<N> {
         &self,
         request: tonic::Request<MemberPromoteRequest>,
     ) -> Result<tonic::Response<MemberPromoteResponse>, Status> {
+        let caller = authorize_admin(&*self.node, &request).await?;
         let req = request.into_inner();
         self.node
-            .member_promote(req.id)
+            .member_promote(req.id, &caller)
             .await
             .map_err(node_status)?;
         Ok(tonic::Response::new(MemberPromoteResponse {

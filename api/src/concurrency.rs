@@ -22,6 +22,7 @@ use mango_proto::mvccpb::KeyValue;
 use mango_store::Response;
 use tonic::Status;
 
+use crate::auth::Caller;
 use crate::error::{node_status, store_status, unexpected_response};
 use crate::node::{EtcdNode, NodeError};
 
@@ -106,21 +107,33 @@ pub(crate) fn first_created(prefix: &[u8]) -> RangeRequest {
 }
 
 /// Runs a txn through Raft.
-pub(crate) async fn txn<N: EtcdNode>(node: &N, req: TxnRequest) -> Result<TxnResponse, Status> {
-    match node.propose(Request::Txn(req)).await.map_err(node_status)? {
+pub(crate) async fn txn<N: EtcdNode>(
+    node: &N,
+    caller: &Caller,
+    req: TxnRequest,
+) -> Result<TxnResponse, Status> {
+    match node
+        .propose(Request::Txn(req), caller)
+        .await
+        .map_err(node_status)?
+    {
         Response::Txn(resp) => Ok(resp),
         _ => Err(unexpected_response("Txn")),
     }
 }
 
 /// Deletes `key` through Raft; answers the header.
-pub(crate) async fn delete<N: EtcdNode>(node: &N, key: &[u8]) -> Result<ResponseHeader, Status> {
+pub(crate) async fn delete<N: EtcdNode>(
+    node: &N,
+    caller: &Caller,
+    key: &[u8],
+) -> Result<ResponseHeader, Status> {
     let req = DeleteRangeRequest {
         key: key.to_vec(),
         ..Default::default()
     };
     match node
-        .propose(Request::DeleteRange(req))
+        .propose(Request::DeleteRange(req), caller)
         .await
         .map_err(node_status)?
     {
@@ -137,9 +150,14 @@ pub(crate) fn range_of(resp: &TxnResponse, i: usize) -> Option<&RangeResponse> {
     }
 }
 
-/// Reads `req` from the node's latest applied view.
-pub(crate) fn read<N: EtcdNode>(node: &N, req: &RangeRequest) -> Result<RangeResponse, Status> {
+/// Reads `req` from the node's latest applied view, if `caller` may.
+pub(crate) fn read<N: EtcdNode>(
+    node: &N,
+    caller: &Caller,
+    req: &RangeRequest,
+) -> Result<RangeResponse, Status> {
     let view = node.read_view().map_err(node_status)?;
+    caller.check_range(&view, &req.key, &req.range_end)?;
     view.range(req).map_err(store_status)
 }
 
@@ -147,6 +165,7 @@ pub(crate) fn read<N: EtcdNode>(node: &N, req: &RangeRequest) -> Result<RangeRes
 /// `WithLastCreate` + `WithMaxCreateRev`).
 fn last_created_before<N: EtcdNode>(
     node: &N,
+    caller: &Caller,
     prefix: &[u8],
     max_create_rev: i64,
 ) -> Result<Option<KeyValue>, Status> {
@@ -159,13 +178,14 @@ fn last_created_before<N: EtcdNode>(
         max_create_revision: max_create_rev,
         ..Default::default()
     };
-    Ok(read(node, &req)?.kvs.into_iter().next())
+    Ok(read(node, caller, &req)?.kvs.into_iter().next())
 }
 
 /// Waits until no key under `prefix` has a create revision at or below `max_create_rev`
 /// (etcd's `waitDeletes`); returns the header of the read that saw it.
 pub(crate) async fn wait_deletes<N: EtcdNode>(
     node: &Arc<N>,
+    caller: &Caller,
     prefix: &[u8],
     max_create_rev: i64,
 ) -> Result<i64, Status> {
@@ -173,7 +193,7 @@ pub(crate) async fn wait_deletes<N: EtcdNode>(
     loop {
         // Mark the current revision seen before reading, so a change after the read wakes us.
         updates.borrow_and_update();
-        if last_created_before(node.as_ref(), prefix, max_create_rev)?.is_none() {
+        if last_created_before(node.as_ref(), caller, prefix, max_create_rev)?.is_none() {
             return Ok(node.read_view().map_err(node_status)?.revision());
         }
         updates
@@ -188,15 +208,18 @@ pub(crate) async fn wait_deletes<N: EtcdNode>(
 /// `Election.Campaign` delete theirs on cancellation.
 pub(crate) struct DeleteOnDrop<N: EtcdNode> {
     node: Arc<N>,
+    /// Whose key it is: the delete is made with the same credentials.
+    caller: Caller,
     key: Option<Vec<u8>>,
     /// Delete only while the key still has this create revision (it is ours).
     rev: i64,
 }
 
 impl<N: EtcdNode> DeleteOnDrop<N> {
-    pub(crate) fn new(node: Arc<N>, key: Vec<u8>, rev: i64) -> Self {
+    pub(crate) fn new(node: Arc<N>, caller: Caller, key: Vec<u8>, rev: i64) -> Self {
         Self {
             node,
+            caller,
             key: Some(key),
             rev,
         }
@@ -213,7 +236,7 @@ impl<N: EtcdNode> Drop for DeleteOnDrop<N> {
         let Some(key) = self.key.take() else {
             return;
         };
-        let (node, rev) = (self.node.clone(), self.rev);
+        let (node, rev, caller) = (self.node.clone(), self.rev, self.caller.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 let req = TxnRequest {
@@ -221,7 +244,7 @@ impl<N: EtcdNode> Drop for DeleteOnDrop<N> {
                     success: vec![op_delete(&key)],
                     failure: vec![],
                 };
-                if let Err(e) = txn(node.as_ref(), req).await {
+                if let Err(e) = txn(node.as_ref(), &caller, req).await {
                     tracing::warn!(error = %e, "could not delete an abandoned lock or campaign key");
                 }
             });

@@ -19,6 +19,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use crate::auth::{Caller, authorize};
 use crate::concurrency::{
     DeleteOnDrop, created_at, first_created, lease_key, name_prefix, op_delete, op_get, op_put,
     range_of, read, txn, wait_deletes,
@@ -44,9 +45,15 @@ impl<N: EtcdNode> ElectionService<N> {
     }
 
     /// Sets the leader's value if `leader` still holds its key.
-    async fn proclaim_value(&self, leader: &LeaderKey, value: &[u8]) -> Result<i64, Status> {
+    async fn proclaim_value(
+        &self,
+        caller: &Caller,
+        leader: &LeaderKey,
+        value: &[u8],
+    ) -> Result<i64, Status> {
         let resp = txn(
             self.node.as_ref(),
+            caller,
             TxnRequest {
                 compare: vec![created_at(&leader.key, leader.rev)],
                 success: vec![op_put(&leader.key, value, leader.lease)],
@@ -61,9 +68,9 @@ impl<N: EtcdNode> ElectionService<N> {
     }
 
     /// The current leader's key-value.
-    fn leader_kv(&self, name: &[u8]) -> Result<Option<KeyValue>, Status> {
+    fn leader_kv(&self, caller: &Caller, name: &[u8]) -> Result<Option<KeyValue>, Status> {
         let prefix = name_prefix(name);
-        Ok(read(self.node.as_ref(), &first_created(&prefix))?
+        Ok(read(self.node.as_ref(), caller, &first_created(&prefix))?
             .kvs
             .into_iter()
             .next())
@@ -78,11 +85,13 @@ impl<N: EtcdNode> Election for ElectionService<N> {
         &self,
         request: tonic::Request<CampaignRequest>,
     ) -> Result<tonic::Response<CampaignResponse>, Status> {
+        let caller = authorize(self.node.as_ref(), &request).await?;
         let req = request.into_inner();
         let prefix = name_prefix(&req.name);
         let key = lease_key(&prefix, req.lease);
         let resp = txn(
             self.node.as_ref(),
+            &caller,
             TxnRequest {
                 compare: vec![created_at(&key, 0)],
                 success: vec![op_put(&key, &req.value, req.lease)],
@@ -107,11 +116,11 @@ impl<N: EtcdNode> Election for ElectionService<N> {
             stale_value = kv.value != req.value;
         }
         // From here on a failure or a client that goes away deletes the key (etcd resigns).
-        let guard = DeleteOnDrop::new(self.node.clone(), key, leader.rev);
+        let guard = DeleteOnDrop::new(self.node.clone(), caller.clone(), key, leader.rev);
         if stale_value {
-            self.proclaim_value(&leader, &req.value).await?;
+            self.proclaim_value(&caller, &leader, &req.value).await?;
         }
-        let waited = wait_deletes(&self.node, &prefix, leader.rev - 1).await?;
+        let waited = wait_deletes(&self.node, &caller, &prefix, leader.rev - 1).await?;
         guard.disarm();
         header_rev = header_rev.max(waited);
         let mut out = CampaignResponse {
@@ -126,9 +135,10 @@ impl<N: EtcdNode> Election for ElectionService<N> {
         &self,
         request: tonic::Request<ProclaimRequest>,
     ) -> Result<tonic::Response<ProclaimResponse>, Status> {
+        let caller = authorize(self.node.as_ref(), &request).await?;
         let req = request.into_inner();
         let leader = req.leader.ok_or_else(|| MISSING_LEADER_KEY.status())?;
-        let rev = self.proclaim_value(&leader, &req.value).await?;
+        let rev = self.proclaim_value(&caller, &leader, &req.value).await?;
         let mut out = ProclaimResponse { header: None };
         fill_header(self.node.as_ref(), &mut out.header, rev);
         Ok(tonic::Response::new(out))
@@ -138,11 +148,14 @@ impl<N: EtcdNode> Election for ElectionService<N> {
         &self,
         request: tonic::Request<LeaderRequest>,
     ) -> Result<tonic::Response<LeaderResponse>, Status> {
+        let caller = authorize(self.node.as_ref(), &request).await?;
         let req = request.into_inner();
         // A linearizable read, as etcd's Leader (a plain Get).
         let view = self.node.linearizable_view().await.map_err(node_status)?;
+        let range = first_created(&name_prefix(&req.name));
+        caller.check_range(&view, &range.key, &range.range_end)?;
         let kv = view
-            .range(&first_created(&name_prefix(&req.name)))
+            .range(&range)
             .map_err(crate::error::store_status)?
             .kvs
             .into_iter()
@@ -163,6 +176,7 @@ impl<N: EtcdNode> Election for ElectionService<N> {
         &self,
         request: tonic::Request<LeaderRequest>,
     ) -> Result<tonic::Response<Self::ObserveStream>, Status> {
+        let caller = authorize(self.node.as_ref(), &request).await?;
         let name = request.into_inner().name;
         let (tx, rx) = mpsc::channel(16);
         let service = ElectionService {
@@ -173,7 +187,7 @@ impl<N: EtcdNode> Election for ElectionService<N> {
             let mut last: Option<(Vec<u8>, i64)> = None;
             loop {
                 updates.borrow_and_update();
-                match service.leader_kv(&name) {
+                match service.leader_kv(&caller, &name) {
                     Ok(Some(kv)) => {
                         let seen = (kv.key.clone(), kv.mod_revision);
                         if last.as_ref() != Some(&seen) {
@@ -212,10 +226,12 @@ impl<N: EtcdNode> Election for ElectionService<N> {
         &self,
         request: tonic::Request<ResignRequest>,
     ) -> Result<tonic::Response<ResignResponse>, Status> {
+        let caller = authorize(self.node.as_ref(), &request).await?;
         let req = request.into_inner();
         let leader = req.leader.ok_or_else(|| MISSING_LEADER_KEY.status())?;
         let resp = txn(
             self.node.as_ref(),
+            &caller,
             TxnRequest {
                 compare: vec![created_at(&leader.key, leader.rev)],
                 success: vec![op_delete(&leader.key)],

@@ -16,6 +16,7 @@ use mango_store::{
 };
 use tonic::Status;
 
+use crate::auth::{Caller, authorize, authorize_admin};
 use crate::error::{node_status, store_status, unexpected_response};
 use crate::limits::check_request_size;
 use crate::node::EtcdNode;
@@ -54,10 +55,14 @@ impl<N: EtcdNode> KvService<N> {
         }
     }
 
-    /// Checks the size of `request` and replicates it.
-    async fn propose(&self, request: Request) -> Result<Response, Status> {
+    /// Checks the size of `request` and replicates it for `caller` (the apply checks the
+    /// caller's permissions, as etcd's auth applier does).
+    async fn propose(&self, request: Request, caller: &Caller) -> Result<Response, Status> {
         check_request_size(&request, self.max_request_bytes)?;
-        self.node.propose(request).await.map_err(node_status)
+        self.node
+            .propose(request, caller)
+            .await
+            .map_err(node_status)
     }
 }
 
@@ -97,9 +102,11 @@ impl<N: EtcdNode> Kv for KvService<N> {
         request: tonic::Request<RangeRequest>,
     ) -> Result<tonic::Response<RangeResponse>, Status> {
         let consistency = Consistency::of(request.metadata(), request.get_ref().serializable)?;
+        let caller = authorize(&*self.node, &request).await?;
         let req = request.into_inner();
         validate_range(&req).map_err(store_status)?;
         let view = self.view(consistency).await?;
+        caller.check_range(&view, &req.key, &req.range_end)?;
         let mut resp = view.range(&req).map_err(store_status)?;
         resp.header = Some(self.node.header(view.revision()));
         Ok(tonic::Response::new(resp))
@@ -109,9 +116,10 @@ impl<N: EtcdNode> Kv for KvService<N> {
         &self,
         request: tonic::Request<PutRequest>,
     ) -> Result<tonic::Response<PutResponse>, Status> {
+        let caller = authorize(&*self.node, &request).await?;
         let req = request.into_inner();
         validate_put(&req).map_err(store_status)?;
-        match self.propose(Request::Put(req)).await? {
+        match self.propose(Request::Put(req), &caller).await? {
             Response::Put(mut resp) => {
                 fill_header(&*self.node, &mut resp.header, 0);
                 Ok(tonic::Response::new(resp))
@@ -124,9 +132,10 @@ impl<N: EtcdNode> Kv for KvService<N> {
         &self,
         request: tonic::Request<DeleteRangeRequest>,
     ) -> Result<tonic::Response<DeleteRangeResponse>, Status> {
+        let caller = authorize(&*self.node, &request).await?;
         let req = request.into_inner();
         validate_delete(&req).map_err(store_status)?;
-        match self.propose(Request::DeleteRange(req)).await? {
+        match self.propose(Request::DeleteRange(req), &caller).await? {
             Response::DeleteRange(mut resp) => {
                 fill_header(&*self.node, &mut resp.header, 0);
                 Ok(tonic::Response::new(resp))
@@ -141,15 +150,17 @@ impl<N: EtcdNode> Kv for KvService<N> {
     ) -> Result<tonic::Response<TxnResponse>, Status> {
         let consistency =
             Consistency::of(request.metadata(), is_txn_serializable(request.get_ref()))?;
+        let caller = authorize(&*self.node, &request).await?;
         let req = request.into_inner();
         validate_txn(&req, MAX_TXN_OPS).map_err(store_status)?;
         if is_txn_read_only(&req) {
             let view = self.view(consistency).await?;
+            caller.check_txn(&view, &req)?;
             let mut resp = view.txn(&req).map_err(store_status)?;
             fill_header(&*self.node, &mut resp.header, view.revision());
             return Ok(tonic::Response::new(resp));
         }
-        match self.propose(Request::Txn(req)).await? {
+        match self.propose(Request::Txn(req), &caller).await? {
             Response::Txn(mut resp) => {
                 fill_header(&*self.node, &mut resp.header, 0);
                 Ok(tonic::Response::new(resp))
@@ -162,9 +173,11 @@ impl<N: EtcdNode> Kv for KvService<N> {
         &self,
         request: tonic::Request<CompactionRequest>,
     ) -> Result<tonic::Response<CompactionResponse>, Status> {
+        // Root only (mango's rule: etcd 3.4 lets any user compact).
+        let caller = authorize_admin(&*self.node, &request).await?;
         let req = request.into_inner();
         let physical = req.physical;
-        let mut resp = match self.propose(Request::Compaction(req)).await? {
+        let mut resp = match self.propose(Request::Compaction(req), &caller).await? {
             Response::Compaction(resp) => resp,
             _ => return Err(unexpected_response("Compaction")),
         };

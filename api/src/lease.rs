@@ -18,6 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Status, Streaming};
 
+use crate::auth::authorize;
 use crate::error::{node_status, store_status, unexpected_response};
 use crate::kv::fill_header;
 use crate::node::{EtcdNode, NodeError};
@@ -50,13 +51,14 @@ impl<N: EtcdNode> Lease for LeaseService<N> {
         &self,
         request: tonic::Request<LeaseGrantRequest>,
     ) -> Result<tonic::Response<LeaseGrantResponse>, Status> {
+        let caller = authorize(self.node.as_ref(), &request).await?;
         let req = request.into_inner();
         if req.ttl > MAX_LEASE_TTL {
             return Err(store_status(StoreError::LeaseTtlTooLarge));
         }
         let mut resp = self
             .node
-            .lease_grant(req.id, req.ttl)
+            .lease_grant(req.id, req.ttl, &caller)
             .await
             .map_err(node_status)?;
         fill_header(self.node.as_ref(), &mut resp.header, 0);
@@ -67,10 +69,11 @@ impl<N: EtcdNode> Lease for LeaseService<N> {
         &self,
         request: tonic::Request<LeaseRevokeRequest>,
     ) -> Result<tonic::Response<LeaseRevokeResponse>, Status> {
+        let caller = authorize(self.node.as_ref(), &request).await?;
         let req = request.into_inner();
         match self
             .node
-            .propose(Request::LeaseRevoke(req))
+            .propose(Request::LeaseRevoke(req), &caller)
             .await
             .map_err(node_status)?
         {
@@ -125,11 +128,13 @@ impl<N: EtcdNode> Lease for LeaseService<N> {
     }
 
     /// The leader's remaining TTL (-1 for a lease that does not exist, as etcd answers), the
-    /// granted TTL and, if asked, the attached keys from a linearizable view.
+    /// granted TTL and, if asked, the attached keys from a linearizable view (only to a
+    /// caller that may read every one of them, as etcd since 3.4.26).
     async fn lease_time_to_live(
         &self,
         request: tonic::Request<LeaseTimeToLiveRequest>,
     ) -> Result<tonic::Response<LeaseTimeToLiveResponse>, Status> {
+        let caller = authorize(self.node.as_ref(), &request).await?;
         let req = request.into_inner();
         let remaining = match self.node.lease_remaining(req.id).await {
             Ok(ttl) => Some(ttl),
@@ -140,6 +145,14 @@ impl<N: EtcdNode> Lease for LeaseService<N> {
         let info = view
             .lease(req.id)
             .map_err(|e| node_status(NodeError::Other(e.to_string())))?;
+        if req.keys && view.auth().enabled() {
+            let keys = view
+                .lease_keys(req.id)
+                .map_err(|e| node_status(NodeError::Other(e.to_string())))?;
+            for key in &keys {
+                caller.check_range(&view, key, &[])?;
+            }
+        }
         let mut resp = match (remaining, info) {
             (Some(ttl), Some(info)) => LeaseTimeToLiveResponse {
                 header: None,

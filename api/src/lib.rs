@@ -1,4 +1,5 @@
-//! etcd's v3 gRPC services (KV, Maintenance, Cluster, Lease, and the gRPC health service) over an
+//! etcd's v3 gRPC services (KV, Maintenance, Cluster, Lease, Auth, Watch, Lock, Election, and
+//! the gRPC health service) over an
 //! [`EtcdNode`], the handle that voters and learners each implement.
 //!
 //! The layering is etcd's `v3rpc`: a service validates the request with the store's checks,
@@ -11,6 +12,7 @@
 //! Architecture invariant: this crate talks to consensus only through [`EtcdNode`]; it knows
 //! nothing of raft-rs, the Raft log or the transport.
 
+pub mod auth;
 mod cluster;
 mod concurrency;
 mod election;
@@ -25,6 +27,7 @@ mod read_batch;
 mod server;
 mod watch;
 
+pub use auth::{AuthConfig, AuthService, Caller};
 pub use cluster::ClusterService;
 pub use election::ElectionService;
 pub use kv::KvService;

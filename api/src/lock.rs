@@ -12,6 +12,7 @@ use mango_proto::v3lockpb::lock_server::Lock;
 use mango_proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 use tonic::Status;
 
+use crate::auth::authorize;
 use crate::concurrency::{
     DeleteOnDrop, created_at, delete, first_created, lease_key, name_prefix, op_get, op_put,
     range_of, read, txn, wait_deletes,
@@ -41,6 +42,7 @@ impl<N: EtcdNode> Lock for LockService<N> {
         &self,
         request: tonic::Request<LockRequest>,
     ) -> Result<tonic::Response<LockResponse>, Status> {
+        let caller = authorize(self.node.as_ref(), &request).await?;
         let req = request.into_inner();
         let prefix = name_prefix(&req.name);
         let key = lease_key(&prefix, req.lease);
@@ -51,6 +53,7 @@ impl<N: EtcdNode> Lock for LockService<N> {
         };
         let resp = txn(
             self.node.as_ref(),
+            &caller,
             TxnRequest {
                 compare: vec![created_at(&key, 0)],
                 success: vec![op_put(&key, b"", req.lease), owner.clone()],
@@ -69,11 +72,12 @@ impl<N: EtcdNode> Lock for LockService<N> {
         let holder = range_of(&resp, 1).and_then(|r| r.kvs.first());
         let mut header_rev = revision;
         if holder.is_some_and(|kv| kv.create_revision != my_rev) {
-            let guard = DeleteOnDrop::new(self.node.clone(), key.clone(), my_rev);
-            header_rev = wait_deletes(&self.node, &prefix, my_rev - 1).await?;
+            let guard = DeleteOnDrop::new(self.node.clone(), caller.clone(), key.clone(), my_rev);
+            header_rev = wait_deletes(&self.node, &caller, &prefix, my_rev - 1).await?;
             // Our key may have gone with its lease while we waited.
             let mine = read(
                 self.node.as_ref(),
+                &caller,
                 &RangeRequest {
                     key: key.clone(),
                     ..Default::default()
@@ -94,8 +98,9 @@ impl<N: EtcdNode> Lock for LockService<N> {
         &self,
         request: tonic::Request<UnlockRequest>,
     ) -> Result<tonic::Response<UnlockResponse>, Status> {
+        let caller = authorize(self.node.as_ref(), &request).await?;
         let req = request.into_inner();
-        let header = delete(self.node.as_ref(), &req.key).await?;
+        let header = delete(self.node.as_ref(), &caller, &req.key).await?;
         let mut out = UnlockResponse {
             header: Some(header),
         };

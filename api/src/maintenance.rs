@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use crate::auth::{authorize, authorize_admin, authorize_admin_raw};
 use crate::error::{node_status, store_status};
 use crate::node::EtcdNode;
 
@@ -118,6 +119,13 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
         &self,
         request: tonic::Request<AlarmRequest>,
     ) -> Result<tonic::Response<AlarmResponse>, Status> {
+        // Listing alarms is anyone's; changing them is root's (mango's rule: etcd 3.4 lets any
+        // user disarm).
+        let caller = if request.get_ref().action == AlarmAction::Get as i32 {
+            authorize(&*self.node, &request).await?
+        } else {
+            authorize_admin(&*self.node, &request).await?
+        };
         let req = request.into_inner();
         let alarms = match AlarmAction::try_from(req.action) {
             Ok(AlarmAction::Get) => alarms_of_type(self.node.alarms(), req.alarm),
@@ -126,7 +134,10 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
                     member_id: req.member_id,
                     alarm: req.alarm,
                 };
-                self.node.change_alarm(req).await.map_err(node_status)?;
+                self.node
+                    .change_alarm(req, &caller)
+                    .await
+                    .map_err(node_status)?;
                 vec![raised]
             }
             Ok(AlarmAction::Deactivate) => {
@@ -135,7 +146,10 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
                     alarm: req.alarm,
                 };
                 let was_active = self.node.alarms().contains(&target);
-                self.node.change_alarm(req).await.map_err(node_status)?;
+                self.node
+                    .change_alarm(req, &caller)
+                    .await
+                    .map_err(node_status)?;
                 if was_active { vec![target] } else { Vec::new() }
             }
             Err(_) => Vec::new(),
@@ -187,8 +201,9 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
 
     async fn defragment(
         &self,
-        _request: tonic::Request<DefragmentRequest>,
+        request: tonic::Request<DefragmentRequest>,
     ) -> Result<tonic::Response<DefragmentResponse>, Status> {
+        authorize_admin_raw(&*self.node, &request).await?;
         self.node.defragment().await.map_err(node_status)?;
         Ok(tonic::Response::new(DefragmentResponse {
             header: Some(self.header()?),
@@ -199,8 +214,9 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
     /// revision, which is equally comparable across members and independent of file layout.
     async fn hash(
         &self,
-        _request: tonic::Request<HashRequest>,
+        request: tonic::Request<HashRequest>,
     ) -> Result<tonic::Response<HashResponse>, Status> {
+        authorize_admin_raw(&*self.node, &request).await?;
         let view = self.node.read_view().map_err(node_status)?;
         let hash = view.hash_kv(0).map_err(store_status)?;
         Ok(tonic::Response::new(HashResponse {
@@ -213,6 +229,7 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
         &self,
         request: tonic::Request<HashKvRequest>,
     ) -> Result<tonic::Response<HashKvResponse>, Status> {
+        authorize_admin_raw(&*self.node, &request).await?;
         let req = request.into_inner();
         let view = self.node.read_view().map_err(node_status)?;
         let hash = view.hash_kv(req.revision).map_err(store_status)?;
@@ -236,8 +253,9 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
     /// file per node at a time.
     async fn snapshot(
         &self,
-        _request: tonic::Request<SnapshotRequest>,
+        request: tonic::Request<SnapshotRequest>,
     ) -> Result<tonic::Response<Self::SnapshotStream>, Status> {
+        authorize_admin_raw(&*self.node, &request).await?;
         let permit = self
             .snapshots
             .clone()
@@ -255,6 +273,8 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
         &self,
         request: tonic::Request<MoveLeaderRequest>,
     ) -> Result<tonic::Response<MoveLeaderResponse>, Status> {
+        // Root only (mango's rule: etcd 3.4 checks nothing here).
+        authorize_admin(&*self.node, &request).await?;
         let req = request.into_inner();
         self.node
             .move_leader(req.target_id)

@@ -7,11 +7,15 @@ use std::future::Future;
 use std::sync::Arc;
 
 use mango_proto::etcdserverpb::{
-    AlarmMember, AlarmRequest, LeaseGrantResponse, Member, ResponseHeader,
+    AlarmMember, AlarmRequest, AuthenticateRequest, AuthenticateResponse, LeaseGrantResponse,
+    Member, ResponseHeader,
 };
 use mango_proto::mangopb::raft_request::Request;
+use mango_store::auth::TokenLookup;
 use mango_store::backend::redb::RedbSnapshot;
 use mango_store::{ReadView, Response, SnapshotReader, StoreError};
+
+use crate::auth::{AuthConfig, Caller};
 
 /// A failure of the node rather than of the request. Each maps to etcd's gRPC code and text
 /// (defined once in `mango_rpctypes`).
@@ -161,10 +165,36 @@ pub trait EtcdNode: Send + Sync + 'static {
     /// announce a revision that [`EtcdNode::read_view`] does not yet serve.
     fn revision_updates(&self) -> tokio::sync::watch::Receiver<i64>;
 
-    /// Replicates a write (Put, DeleteRange, writing Txn, Compaction) through Raft and returns
-    /// what the apply answered. Forwarding to the leader is the node's business.
-    fn propose(&self, request: Request)
-    -> impl Future<Output = Result<Response, NodeError>> + Send;
+    /// Replicates a write (Put, DeleteRange, writing Txn, Compaction, auth requests) through
+    /// Raft for `caller` and returns what the apply answered. The entry MUST carry
+    /// `caller.request_auth()` as `RaftRequest.auth` (the apply checks it); a node that
+    /// forwards the request elsewhere MUST send `caller.token` with it. Forwarding to the
+    /// leader is the node's business.
+    fn propose(
+        &self,
+        request: Request,
+        caller: &Caller,
+    ) -> impl Future<Output = Result<Response, NodeError>> + Send;
+
+    /// How this node authenticates clients (token kind, bcrypt cost, certificate users).
+    fn auth_config(&self) -> &AuthConfig;
+
+    /// What simple token `token` resolves to in this node's token table (its use refreshes
+    /// its TTL).
+    fn simple_token(&self, token: &str) -> Result<TokenLookup, NodeError>;
+
+    /// Waits (bounded by the node's request timeout) until this node has applied `index`.
+    fn wait_applied(&self, index: u64) -> impl Future<Output = Result<(), NodeError>> + Send;
+
+    /// Authenticate answered elsewhere: `Some` on a node that cannot propose (a learner
+    /// forwards the whole request to the voters), `None` to check the password and propose
+    /// here.
+    fn forward_authenticate(
+        &self,
+        _request: &AuthenticateRequest,
+    ) -> impl Future<Output = Option<Result<AuthenticateResponse, NodeError>>> + Send {
+        async { None }
+    }
 
     /// Waits until physical compaction has caught up with the compacted revision
     /// (CompactionRequest.physical).
@@ -178,20 +208,30 @@ pub trait EtcdNode: Send + Sync + 'static {
         &self,
         peer_urls: Vec<String>,
         is_learner: bool,
+        caller: &Caller,
     ) -> impl Future<Output = Result<Member, NodeError>> + Send;
 
     /// Removes a member.
-    fn member_remove(&self, id: u64) -> impl Future<Output = Result<(), NodeError>> + Send;
+    fn member_remove(
+        &self,
+        id: u64,
+        caller: &Caller,
+    ) -> impl Future<Output = Result<(), NodeError>> + Send;
 
     /// Changes a member's peer URLs.
     fn member_update(
         &self,
         id: u64,
         peer_urls: Vec<String>,
+        caller: &Caller,
     ) -> impl Future<Output = Result<(), NodeError>> + Send;
 
     /// Promotes a Raft learner to voter.
-    fn member_promote(&self, id: u64) -> impl Future<Output = Result<(), NodeError>> + Send;
+    fn member_promote(
+        &self,
+        id: u64,
+        caller: &Caller,
+    ) -> impl Future<Output = Result<(), NodeError>> + Send;
 
     /// Status of this node.
     fn status(&self) -> NodeStatus;
@@ -209,10 +249,11 @@ pub trait EtcdNode: Send + Sync + 'static {
     fn snapshot(&self) -> Result<SnapshotReader<RedbSnapshot>, NodeError>;
 
     /// Raises or clears an alarm through Raft (etcd's `AlarmRequest` ACTIVATE and
-    /// DEACTIVATE; `alarm disarm` is a DEACTIVATE).
+    /// DEACTIVATE; `alarm disarm` is a DEACTIVATE), for `caller`.
     fn change_alarm(
         &self,
         request: AlarmRequest,
+        caller: &Caller,
     ) -> impl Future<Output = Result<(), NodeError>> + Send;
 
     /// Grants a lease through Raft. `id` 0 lets the node choose one (positive, unique); a TTL
@@ -221,6 +262,7 @@ pub trait EtcdNode: Send + Sync + 'static {
         &self,
         id: i64,
         ttl: i64,
+        caller: &Caller,
     ) -> impl Future<Output = Result<LeaseGrantResponse, NodeError>> + Send;
 
     /// A keep-alive of lease `id`, answered by the leader's lessor (forwarded there when this

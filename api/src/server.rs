@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use mango_proto::etcdserverpb::auth_server::AuthServer;
 use mango_proto::etcdserverpb::cluster_server::ClusterServer;
 use mango_proto::etcdserverpb::kv_server::KvServer;
 use mango_proto::etcdserverpb::lease_server::LeaseServer;
@@ -17,6 +18,7 @@ use tonic::transport::Server;
 use tonic::transport::server::{Router, TcpIncoming};
 use tonic_health::server::HealthReporter;
 
+use crate::auth::AuthService;
 use crate::cluster::ClusterService;
 use crate::election::ElectionService;
 use crate::kv::KvService;
@@ -56,6 +58,9 @@ pub fn routes<N: EtcdNode>(node: Arc<N>, config: &ApiConfig) -> (Routes, HealthR
     let election = ElectionServer::new(ElectionService::new(node.clone()))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(usize::MAX);
+    let auth = AuthServer::new(AuthService::new(node.clone()))
+        .max_decoding_message_size(max_decoding)
+        .max_encoding_message_size(usize::MAX);
     let lease = LeaseServer::new(LeaseService::new(node))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(usize::MAX);
@@ -64,6 +69,7 @@ pub fn routes<N: EtcdNode>(node: Arc<N>, config: &ApiConfig) -> (Routes, HealthR
         .add_service(maintenance)
         .add_service(cluster)
         .add_service(lease)
+        .add_service(auth)
         .add_service(watch)
         .add_service(lock)
         .add_service(election)

@@ -17,6 +17,7 @@
 //! Architecture invariant: knows no binary; nothing here names a voter, learner or proxy.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod fatal;
 pub mod grpc;

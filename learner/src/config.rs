@@ -93,6 +93,11 @@ pub struct Config {
     /// Concurrent gRPC streams per client connection (etcd's `--max-concurrent-streams`).
     #[arg(long, default_value_t = u32::MAX)]
     pub max_concurrent_streams: u32,
+    /// etcd's auth flags: a learner checks tokens and passwords from its own copy of the
+    /// replicated auth state.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub auth: mango_boot::auth::AuthFlags,
     /// Logging and gRPC keep-alives, as every mango binary takes them.
     #[command(flatten)]
     #[serde(flatten)]
@@ -114,6 +119,9 @@ impl mango_boot::Layered for Config {
         "trusted-ca-file",
         "client-cert-auth",
         "auto-tls",
+        "auth-token",
+        "auth-token-ttl",
+        "bcrypt-cost",
     ];
 
     fn common(&self) -> &CommonFlags {

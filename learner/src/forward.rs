@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mango_api::NodeError;
+use mango_proto::etcdserverpb::auth_client::AuthClient;
 use mango_proto::etcdserverpb::cluster_client::ClusterClient;
 use mango_proto::etcdserverpb::kv_client::KvClient;
 use mango_proto::etcdserverpb::lease_client::LeaseClient;
@@ -116,10 +117,27 @@ impl Voters {
         Ok(ClusterClient::new(self.channel().await?))
     }
 
+    /// The Auth service of the voters.
+    pub async fn auth(&self) -> Result<AuthClient<Channel>, NodeError> {
+        Ok(AuthClient::new(self.channel().await?))
+    }
+
     /// The Maintenance service of the voters.
     pub async fn maintenance(&self) -> Result<MaintenanceClient<Channel>, NodeError> {
         Ok(MaintenanceClient::new(self.channel().await?))
     }
+}
+
+/// `message` as a forwarded call of `caller`: with the token the client sent (the voters
+/// check it against the same replicated auth state).
+pub fn as_caller<T>(message: T, caller: &mango_api::Caller) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = &caller.token {
+        request
+            .metadata_mut()
+            .insert(mango_api::auth::TOKEN_METADATA, token.clone());
+    }
+    request
 }
 
 /// A failure at the voters, answered to our client as they answered it.

@@ -7,18 +7,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mango_api::{EtcdNode, NodeError, NodeStatus, ReadIndexBatcher};
+use mango_api::{AuthConfig, Caller, EtcdNode, NodeError, NodeStatus, ReadIndexBatcher};
 use mango_proto::etcdserverpb::{
-    AlarmMember, AlarmRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
-    LeaseTimeToLiveRequest, Member, MemberAddRequest, MemberPromoteRequest, MemberRemoveRequest,
-    MemberUpdateRequest, ResponseHeader, StatusRequest,
+    AlarmMember, AlarmRequest, AuthenticateRequest, AuthenticateResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseTimeToLiveRequest, Member, MemberAddRequest,
+    MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest, ResponseHeader, StatusRequest,
 };
 use mango_proto::mangopb::raft_request::Request;
+use mango_store::auth::{AuthResponse, TokenLookup};
 use mango_store::backend::redb::RedbSnapshot;
 use mango_store::{ReadView, Response, SnapshotReader, StoreError};
 use tokio::sync::watch;
 
-use crate::forward::{Voters, forwarded};
+use crate::forward::{Voters, as_caller, forwarded};
 use crate::log::{GROUP, LearnerLog, UpstreamError};
 
 fn backend(e: mango_store::BackendError) -> NodeError {
@@ -39,11 +40,30 @@ pub struct LearnerNode {
     pub request_timeout: Duration,
     /// Linearizable reads waiting together share one read-index request upstream.
     reads: ReadIndexBatcher<UpstreamError>,
+    /// How clients authenticate here (tokens are checked against this learner's own copy of
+    /// the auth state; auth changes are forwarded).
+    auth: AuthConfig,
+}
+
+/// One auth request forwarded to the voters' Auth service with the caller's token.
+macro_rules! forward_auth {
+    ($self:ident, $caller:ident, $r:ident, $method:ident, $variant:ident) => {
+        Response::Auth(AuthResponse::$variant(
+            $self
+                .voters
+                .auth()
+                .await?
+                .$method(as_caller($r, $caller))
+                .await
+                .map_err(forwarded)?
+                .into_inner(),
+        ))
+    };
 }
 
 impl LearnerNode {
     /// A learner node over `log`, forwarding to `voters`.
-    pub fn new(log: Arc<LearnerLog>, voters: Voters, member_id: u64) -> Self {
+    pub fn new(log: Arc<LearnerLog>, voters: Voters, member_id: u64, auth: AuthConfig) -> Self {
         let upstream = log.clone();
         let reads = ReadIndexBatcher::new(Arc::new(move || {
             let log = upstream.clone();
@@ -56,6 +76,7 @@ impl LearnerNode {
             cluster_id: AtomicU64::new(0),
             request_timeout: Duration::from_secs(7),
             reads,
+            auth,
         }
     }
 
@@ -93,7 +114,7 @@ impl LearnerNode {
     }
 
     /// Waits until this learner has applied `index`.
-    async fn wait_applied(&self, index: u64, within: Duration) -> Result<(), NodeError> {
+    async fn wait_applied_within(&self, index: u64, within: Duration) -> Result<(), NodeError> {
         let mut applied = self.log.applied_updates();
         tokio::time::timeout(within, applied.wait_for(|a| *a >= index))
             .await
@@ -102,11 +123,17 @@ impl LearnerNode {
         Ok(())
     }
 
-    /// Forwards a write through the voters' KV or Lease service.
-    async fn forward(&self, request: Request) -> Result<Response, NodeError> {
+    /// Forwards a write through the voters' KV, Lease or Auth service, with `caller`'s token.
+    async fn forward(&self, request: Request, caller: &Caller) -> Result<Response, NodeError> {
         let response = match request {
             Request::Put(r) => {
-                let resp = self.voters.kv().await?.put(r).await.map_err(forwarded)?;
+                let resp = self
+                    .voters
+                    .kv()
+                    .await?
+                    .put(as_caller(r, caller))
+                    .await
+                    .map_err(forwarded)?;
                 Response::Put(resp.into_inner())
             }
             Request::DeleteRange(r) => {
@@ -114,13 +141,19 @@ impl LearnerNode {
                     .voters
                     .kv()
                     .await?
-                    .delete_range(r)
+                    .delete_range(as_caller(r, caller))
                     .await
                     .map_err(forwarded)?;
                 Response::DeleteRange(resp.into_inner())
             }
             Request::Txn(r) => {
-                let resp = self.voters.kv().await?.txn(r).await.map_err(forwarded)?;
+                let resp = self
+                    .voters
+                    .kv()
+                    .await?
+                    .txn(as_caller(r, caller))
+                    .await
+                    .map_err(forwarded)?;
                 Response::Txn(resp.into_inner())
             }
             Request::Compaction(r) => {
@@ -128,7 +161,7 @@ impl LearnerNode {
                     .voters
                     .kv()
                     .await?
-                    .compact(r)
+                    .compact(as_caller(r, caller))
                     .await
                     .map_err(forwarded)?;
                 Response::Compaction(resp.into_inner())
@@ -138,7 +171,7 @@ impl LearnerNode {
                     .voters
                     .lease()
                     .await?
-                    .lease_grant(r)
+                    .lease_grant(as_caller(r, caller))
                     .await
                     .map_err(forwarded)?;
                 Response::LeaseGrant(resp.into_inner())
@@ -148,10 +181,42 @@ impl LearnerNode {
                     .voters
                     .lease()
                     .await?
-                    .lease_revoke(r)
+                    .lease_revoke(as_caller(r, caller))
                     .await
                     .map_err(forwarded)?;
                 Response::LeaseRevoke(resp.into_inner())
+            }
+            Request::AuthEnable(r) => forward_auth!(self, caller, r, auth_enable, AuthEnable),
+            Request::AuthDisable(r) => forward_auth!(self, caller, r, auth_disable, AuthDisable),
+            Request::AuthStatus(r) => forward_auth!(self, caller, r, auth_status, AuthStatus),
+            Request::AuthUserAdd(r) => forward_auth!(self, caller, r, user_add, UserAdd),
+            Request::AuthUserGet(r) => forward_auth!(self, caller, r, user_get, UserGet),
+            Request::AuthUserList(r) => forward_auth!(self, caller, r, user_list, UserList),
+            Request::AuthUserDelete(r) => forward_auth!(self, caller, r, user_delete, UserDelete),
+            Request::AuthUserChangePassword(r) => {
+                forward_auth!(self, caller, r, user_change_password, UserChangePassword)
+            }
+            Request::AuthUserGrantRole(r) => {
+                forward_auth!(self, caller, r, user_grant_role, UserGrantRole)
+            }
+            Request::AuthUserRevokeRole(r) => {
+                forward_auth!(self, caller, r, user_revoke_role, UserRevokeRole)
+            }
+            Request::AuthRoleAdd(r) => forward_auth!(self, caller, r, role_add, RoleAdd),
+            Request::AuthRoleGet(r) => forward_auth!(self, caller, r, role_get, RoleGet),
+            Request::AuthRoleList(r) => forward_auth!(self, caller, r, role_list, RoleList),
+            Request::AuthRoleDelete(r) => forward_auth!(self, caller, r, role_delete, RoleDelete),
+            Request::AuthRoleGrantPermission(r) => {
+                forward_auth!(self, caller, r, role_grant_permission, RoleGrantPermission)
+            }
+            Request::AuthRoleRevokePermission(r) => {
+                forward_auth!(
+                    self,
+                    caller,
+                    r,
+                    role_revoke_permission,
+                    RoleRevokePermission
+                )
             }
             other => {
                 return Err(NodeError::Other(format!(
@@ -199,7 +264,8 @@ impl EtcdNode for LearnerNode {
 
     async fn linearizable_view(&self) -> Result<Arc<ReadView<RedbSnapshot>>, NodeError> {
         let index = self.batched_read_index().await?;
-        self.wait_applied(index, self.request_timeout).await?;
+        self.wait_applied_within(index, self.request_timeout)
+            .await?;
         self.read_view()
     }
 
@@ -222,7 +288,7 @@ impl EtcdNode for LearnerNode {
                 age.as_millis()
             )));
         }
-        self.wait_applied(fresh.commit, max_age - age)
+        self.wait_applied_within(fresh.commit, max_age - age)
             .await
             .map_err(|_| {
                 NodeError::TooStale(format!(
@@ -236,10 +302,56 @@ impl EtcdNode for LearnerNode {
         self.log.revision_updates()
     }
 
-    async fn propose(&self, request: Request) -> Result<Response, NodeError> {
-        let response = tokio::time::timeout(self.request_timeout, self.forward(request))
+    fn auth_config(&self) -> &AuthConfig {
+        &self.auth
+    }
+
+    fn simple_token(&self, token: &str) -> Result<TokenLookup, NodeError> {
+        self.log
+            .store()
+            .simple_token(GROUP, token, std::time::Instant::now())
+            .map_err(backend)
+    }
+
+    async fn wait_applied(&self, index: u64) -> Result<(), NodeError> {
+        self.wait_applied_within(index, self.request_timeout).await
+    }
+
+    /// A learner cannot propose: the voters check the password and issue the token (a
+    /// simple token reaches this learner's table through the log).
+    async fn forward_authenticate(
+        &self,
+        request: &AuthenticateRequest,
+    ) -> Option<Result<AuthenticateResponse, NodeError>> {
+        let call = async {
+            let resp = self
+                .voters
+                .auth()
+                .await?
+                .authenticate(request.clone())
+                .await
+                .map_err(forwarded)?;
+            Ok(resp.into_inner())
+        };
+        Some(
+            tokio::time::timeout(self.request_timeout, call)
+                .await
+                .unwrap_or(Err(NodeError::Timeout)),
+        )
+    }
+
+    async fn propose(&self, request: Request, caller: &Caller) -> Result<Response, NodeError> {
+        let response = tokio::time::timeout(self.request_timeout, self.forward(request, caller))
             .await
             .map_err(|_| NodeError::Timeout)??;
+        if matches!(response, Response::Auth(_)) {
+            // Auth changes raise no revision: read-your-writes through a read index, so the
+            // next call here is checked against the state the change made.
+            let index = self.batched_read_index().await?;
+            self.wait_applied_within(index, self.request_timeout)
+                .await?;
+            return Ok(response);
+        }
         // Read-your-writes on this learner: wait until the write's revision is applied here.
         let revision = response_revision(&response);
         if revision > 0 {
@@ -286,15 +398,19 @@ impl EtcdNode for LearnerNode {
         &self,
         peer_urls: Vec<String>,
         is_learner: bool,
+        caller: &Caller,
     ) -> Result<Member, NodeError> {
         let resp = self
             .voters
             .cluster()
             .await?
-            .member_add(MemberAddRequest {
-                peer_ur_ls: peer_urls,
-                is_learner,
-            })
+            .member_add(as_caller(
+                MemberAddRequest {
+                    peer_ur_ls: peer_urls,
+                    is_learner,
+                },
+                caller,
+            ))
             .await
             .map_err(forwarded)?
             .into_inner();
@@ -302,34 +418,42 @@ impl EtcdNode for LearnerNode {
             .ok_or_else(|| NodeError::Other("member add answered no member".into()))
     }
 
-    async fn member_remove(&self, id: u64) -> Result<(), NodeError> {
+    async fn member_remove(&self, id: u64, caller: &Caller) -> Result<(), NodeError> {
         self.voters
             .cluster()
             .await?
-            .member_remove(MemberRemoveRequest { id })
+            .member_remove(as_caller(MemberRemoveRequest { id }, caller))
             .await
             .map_err(forwarded)?;
         Ok(())
     }
 
-    async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<(), NodeError> {
+    async fn member_update(
+        &self,
+        id: u64,
+        peer_urls: Vec<String>,
+        caller: &Caller,
+    ) -> Result<(), NodeError> {
         self.voters
             .cluster()
             .await?
-            .member_update(MemberUpdateRequest {
-                id,
-                peer_ur_ls: peer_urls,
-            })
+            .member_update(as_caller(
+                MemberUpdateRequest {
+                    id,
+                    peer_ur_ls: peer_urls,
+                },
+                caller,
+            ))
             .await
             .map_err(forwarded)?;
         Ok(())
     }
 
-    async fn member_promote(&self, id: u64) -> Result<(), NodeError> {
+    async fn member_promote(&self, id: u64, caller: &Caller) -> Result<(), NodeError> {
         self.voters
             .cluster()
             .await?
-            .member_promote(MemberPromoteRequest { id })
+            .member_promote(as_caller(MemberPromoteRequest { id }, caller))
             .await
             .map_err(forwarded)?;
         Ok(())
@@ -389,19 +513,24 @@ impl EtcdNode for LearnerNode {
         self.log.store().snapshot_reader(GROUP).map_err(backend)
     }
 
-    async fn change_alarm(&self, request: AlarmRequest) -> Result<(), NodeError> {
+    async fn change_alarm(&self, request: AlarmRequest, caller: &Caller) -> Result<(), NodeError> {
         self.voters
             .maintenance()
             .await?
-            .alarm(request)
+            .alarm(as_caller(request, caller))
             .await
             .map_err(forwarded)?;
         Ok(())
     }
 
-    async fn lease_grant(&self, id: i64, ttl: i64) -> Result<LeaseGrantResponse, NodeError> {
+    async fn lease_grant(
+        &self,
+        id: i64,
+        ttl: i64,
+        caller: &Caller,
+    ) -> Result<LeaseGrantResponse, NodeError> {
         match self
-            .propose(Request::LeaseGrant(LeaseGrantRequest { ttl, id }))
+            .propose(Request::LeaseGrant(LeaseGrantRequest { ttl, id }), caller)
             .await?
         {
             Response::LeaseGrant(r) => {

@@ -115,6 +115,14 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     ));
 
+    let auth = mango_api::AuthConfig::from_flags(
+        &config.auth.auth_token,
+        Duration::from_secs(config.auth.auth_token_ttl),
+        config.auth.bcrypt_cost,
+        config.client_tls.client_cert_auth,
+    )
+    .context("--auth-token")?;
+    mango_api::auth::spawn_token_sweep(Arc::downgrade(&store), &auth);
     let node = Arc::new(LearnerNode::new(
         log.clone(),
         Voters::new(
@@ -123,6 +131,7 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
             client_security.tonic_client_config(),
         ),
         config.member_id(),
+        auth,
     ));
     {
         let node = node.clone();

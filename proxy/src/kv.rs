@@ -76,7 +76,14 @@ fn kv(ch: tonic::transport::Channel) -> KvClient<tonic::transport::Channel> {
 impl Kv for KvProxy {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let level = Consistency::of(req.metadata(), req.get_ref().serializable)?;
-        let cache = self.cache.as_ref().filter(|_| level == Consistency::Stale);
+        // A request with credentials (etcd's token) never touches the shared cache: one user's
+        // answer must not be served to another, nor a refusal cached for everyone.
+        let credentials =
+            req.metadata().contains_key("token") || req.metadata().contains_key("authorization");
+        let cache = self
+            .cache
+            .as_ref()
+            .filter(|_| level == Consistency::Stale && !credentials);
         let wanted = cache.map(|_| req.get_ref().clone());
         if let (Some(cache), Some(wanted)) = (cache, &wanted)
             && let Some(hit) = cache.get(wanted).await

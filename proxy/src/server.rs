@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use mango_proto::etcdserverpb::auth_server::AuthServer;
 use mango_proto::etcdserverpb::cluster_server::ClusterServer;
 use mango_proto::etcdserverpb::kv_server::KvServer;
 use mango_proto::etcdserverpb::lease_server::LeaseServer;
@@ -115,7 +116,8 @@ pub async fn serve(
         .add_service(svc!(ClusterServer, forwarder.clone()))
         .add_service(svc!(MaintenanceServer, forwarder.clone()))
         .add_service(svc!(LockServer, forwarder.clone()))
-        .add_service(svc!(ElectionServer, forwarder))
+        .add_service(svc!(ElectionServer, forwarder.clone()))
+        .add_service(svc!(AuthServer, forwarder))
         .add_service(health)
         // TCP_NODELAY on accepted connections (mango-boot's `incoming`): without it a
         // response of a few hundred bytes waits for the client's delayed ACK (a flat ~44 ms

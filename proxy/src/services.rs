@@ -1,4 +1,4 @@
-//! etcd's Lease, Cluster, Maintenance, Lock and Election services through the proxy (Watch:
+//! etcd's Lease, Cluster, Maintenance, Lock, Election and Auth services through the proxy (Watch:
 //! [`crate::watch`]).
 //!
 //! Lease keep-alive streams, membership, maintenance, lock and election calls go to the
@@ -7,6 +7,8 @@
 //! client's deadline, not the proxy's request timeout, and counted by the stream limit, not
 //! the unary one (see [`crate::stack::limit`]).
 
+use mango_proto::etcdserverpb::auth_client::AuthClient;
+use mango_proto::etcdserverpb::auth_server::Auth;
 use mango_proto::etcdserverpb::cluster_client::ClusterClient;
 use mango_proto::etcdserverpb::cluster_server::Cluster;
 use mango_proto::etcdserverpb::lease_client::LeaseClient;
@@ -259,5 +261,129 @@ impl Election for Forwarder {
         req: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
         forward!(unary, self, WRITE, req, ElectionClient, resign)
+    }
+}
+
+/// etcd's Auth service: every call goes to the leader, as the voters put every auth request
+/// (reads included) through the log; the token is passed through unchanged.
+#[tonic::async_trait]
+impl Auth for Forwarder {
+    async fn auth_enable(
+        &self,
+        req: Request<AuthEnableRequest>,
+    ) -> Result<Response<AuthEnableResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, auth_enable)
+    }
+
+    async fn auth_disable(
+        &self,
+        req: Request<AuthDisableRequest>,
+    ) -> Result<Response<AuthDisableResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, auth_disable)
+    }
+
+    async fn auth_status(
+        &self,
+        req: Request<AuthStatusRequest>,
+    ) -> Result<Response<AuthStatusResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, auth_status)
+    }
+
+    async fn authenticate(
+        &self,
+        req: Request<AuthenticateRequest>,
+    ) -> Result<Response<AuthenticateResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, authenticate)
+    }
+
+    async fn user_add(
+        &self,
+        req: Request<AuthUserAddRequest>,
+    ) -> Result<Response<AuthUserAddResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, user_add)
+    }
+
+    async fn user_get(
+        &self,
+        req: Request<AuthUserGetRequest>,
+    ) -> Result<Response<AuthUserGetResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, user_get)
+    }
+
+    async fn user_list(
+        &self,
+        req: Request<AuthUserListRequest>,
+    ) -> Result<Response<AuthUserListResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, user_list)
+    }
+
+    async fn user_delete(
+        &self,
+        req: Request<AuthUserDeleteRequest>,
+    ) -> Result<Response<AuthUserDeleteResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, user_delete)
+    }
+
+    async fn user_change_password(
+        &self,
+        req: Request<AuthUserChangePasswordRequest>,
+    ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, user_change_password)
+    }
+
+    async fn user_grant_role(
+        &self,
+        req: Request<AuthUserGrantRoleRequest>,
+    ) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, user_grant_role)
+    }
+
+    async fn user_revoke_role(
+        &self,
+        req: Request<AuthUserRevokeRoleRequest>,
+    ) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, user_revoke_role)
+    }
+
+    async fn role_add(
+        &self,
+        req: Request<AuthRoleAddRequest>,
+    ) -> Result<Response<AuthRoleAddResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, role_add)
+    }
+
+    async fn role_get(
+        &self,
+        req: Request<AuthRoleGetRequest>,
+    ) -> Result<Response<AuthRoleGetResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, role_get)
+    }
+
+    async fn role_list(
+        &self,
+        req: Request<AuthRoleListRequest>,
+    ) -> Result<Response<AuthRoleListResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, role_list)
+    }
+
+    async fn role_delete(
+        &self,
+        req: Request<AuthRoleDeleteRequest>,
+    ) -> Result<Response<AuthRoleDeleteResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, role_delete)
+    }
+
+    async fn role_grant_permission(
+        &self,
+        req: Request<AuthRoleGrantPermissionRequest>,
+    ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, role_grant_permission)
+    }
+
+    async fn role_revoke_permission(
+        &self,
+        req: Request<AuthRoleRevokePermissionRequest>,
+    ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
+        forward!(unary, self, WRITE, req, AuthClient, role_revoke_permission)
     }
 }

@@ -160,6 +160,15 @@ etcd_errors! {
     INVALID_AUTH_MGMT = (InvalidArgument, "etcdserver: invalid auth management");
     /// A token issued before the latest auth change.
     AUTH_OLD_REVISION = (InvalidArgument, "etcdserver: revision of auth store is old");
+    /// etcd's Maintenance calls for root only (Defragment, Snapshot, Hash, HashKV) answer
+    /// the auth store's own errors untranslated: grpc-go's `Unknown` with the Go text.
+    RAW_PERMISSION_DENIED = (Unknown, "auth: permission denied");
+    /// As `RAW_PERMISSION_DENIED`, for a request without credentials.
+    RAW_USER_EMPTY = (Unknown, "auth: user name is empty");
+    /// As `RAW_PERMISSION_DENIED`, for credentials naming a user that no longer exists.
+    RAW_USER_NOT_FOUND = (Unknown, "auth: user name not found");
+    /// As `RAW_PERMISSION_DENIED`, for an unknown or expired token.
+    RAW_INVALID_AUTH_TOKEN = (Unknown, "auth: invalid auth token");
     /// No leader is known.
     NO_LEADER = (Unavailable, "etcdserver: no leader");
     /// The call needs the leader.

@@ -146,6 +146,10 @@ pub struct Config {
     /// Concurrent gRPC streams per client connection (etcd's `--max-concurrent-streams`).
     #[arg(long, default_value_t = u32::MAX)]
     pub max_concurrent_streams: u32,
+    /// etcd's auth flags (tokens and password hashing).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub auth: mango_boot::auth::AuthFlags,
     /// Logging and gRPC keep-alives, as every mango binary takes them.
     #[command(flatten)]
     #[serde(flatten)]
@@ -189,6 +193,9 @@ impl mango_boot::Layered for Config {
         "peer-client-cert-auth",
         "peer-auto-tls",
         "strict-reconfig-check",
+        "auth-token",
+        "auth-token-ttl",
+        "bcrypt-cost",
     ];
 
     fn common(&self) -> &CommonFlags {

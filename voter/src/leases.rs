@@ -102,13 +102,14 @@ impl VoterNode {
         &self,
         id: i64,
         ttl: i64,
+        caller: &mango_api::Caller,
     ) -> Result<LeaseGrantResponse, NodeError> {
         let id = if id == 0 { self.lease_ids.next() } else { id };
         let request = LeaseGrantRequest {
             ttl: ttl.max(self.min_lease_ttl),
             id,
         };
-        match self.propose(Request::LeaseGrant(request)).await? {
+        match self.propose(Request::LeaseGrant(request), caller).await? {
             Response::LeaseGrant(resp) => Ok(resp),
             other => Err(NodeError::Other(format!(
                 "a lease grant answered {other:?}"
@@ -271,7 +272,7 @@ pub async fn run(node: Arc<VoterNode>, extend: Duration, checkpoint_every: Durat
                     .map(|&(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl })
                     .collect();
                 let request = Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints });
-                if let Err(e) = node.propose(request).await {
+                if let Err(e) = node.propose(request, &mango_api::Caller::MEMBER).await {
                     tracing::debug!(error = %e, "lease checkpoint not proposed");
                 }
             }
@@ -315,7 +316,10 @@ async fn revoke(node: &VoterNode, id: i64) {
         return;
     }
     match node
-        .propose(Request::LeaseRevoke(LeaseRevokeRequest { id }))
+        .propose(
+            Request::LeaseRevoke(LeaseRevokeRequest { id }),
+            &mango_api::Caller::MEMBER,
+        )
         .await
     {
         Ok(_) | Err(NodeError::Store(StoreError::LeaseNotFound)) => {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mango_api::{EtcdNode, NodeError, NodeStatus};
+use mango_api::{AuthConfig, Caller, EtcdNode, NodeError, NodeStatus};
 use mango_consensus::node::{RaftError, RaftHandle};
 use mango_consensus::transport::PeerUrls;
 use mango_proto::etcdserverpb::alarm_request::AlarmAction;
@@ -13,6 +13,7 @@ use mango_proto::etcdserverpb::{
 use mango_proto::mangopb::member_change::Kind;
 use mango_proto::mangopb::raft_request::Request;
 use mango_proto::mangopb::{MemberChange, MemberInfo, RaftRequest};
+use mango_store::auth::TokenLookup;
 use mango_store::backend::redb::RedbSnapshot;
 use mango_store::{ReadView, Response, SnapshotReader, Store};
 use prost::Message as _;
@@ -61,6 +62,9 @@ pub struct VoterNode {
     pub tick: Duration,
     /// Linearizable reads waiting together share one ReadIndex request to the Raft thread.
     pub reads: mango_api::ReadIndexBatcher<RaftError>,
+    /// How clients authenticate (etcd's `--auth-token`, `--bcrypt-cost`,
+    /// `--client-cert-auth`).
+    pub auth: AuthConfig,
 }
 
 fn raft_error(e: RaftError) -> NodeError {
@@ -259,7 +263,21 @@ impl EtcdNode for VoterNode {
         self.read_view()
     }
 
-    async fn propose(&self, request: Request) -> Result<Response, NodeError> {
+    fn auth_config(&self) -> &AuthConfig {
+        &self.auth
+    }
+
+    fn simple_token(&self, token: &str) -> Result<TokenLookup, NodeError> {
+        self.store
+            .simple_token(GROUP, token, std::time::Instant::now())
+            .map_err(backend)
+    }
+
+    async fn wait_applied(&self, index: u64) -> Result<(), NodeError> {
+        self.timed(self.raft.wait_applied(GROUP, index)).await
+    }
+
+    async fn propose(&self, request: Request, caller: &Caller) -> Result<Response, NodeError> {
         // etcd's back-pressure: when apply falls this far behind commit, new proposals are
         // refused rather than queued without bound.
         let status = self.raft.status(GROUP).map_err(raft_error)?;
@@ -276,7 +294,7 @@ impl EtcdNode for VoterNode {
         }
         let data = RaftRequest {
             id: 0,
-            auth: None,
+            auth: caller.request_auth(),
             request: Some(request),
         }
         .encode_to_vec();
@@ -307,6 +325,7 @@ impl EtcdNode for VoterNode {
         &self,
         peer_urls: Vec<String>,
         is_learner: bool,
+        _caller: &Caller,
     ) -> Result<Member, NodeError> {
         let infos = self.infos();
         if infos
@@ -353,7 +372,7 @@ impl EtcdNode for VoterNode {
         Ok(member(info))
     }
 
-    async fn member_remove(&self, id: u64) -> Result<(), NodeError> {
+    async fn member_remove(&self, id: u64, _caller: &Caller) -> Result<(), NodeError> {
         if !self.infos().iter().any(|m| m.id == id) {
             return Err(NodeError::MemberNotFound);
         }
@@ -373,7 +392,12 @@ impl EtcdNode for VoterNode {
         Ok(())
     }
 
-    async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<(), NodeError> {
+    async fn member_update(
+        &self,
+        id: u64,
+        peer_urls: Vec<String>,
+        _caller: &Caller,
+    ) -> Result<(), NodeError> {
         let infos = self.infos();
         if !infos.iter().any(|m| m.id == id) {
             return Err(NodeError::MemberNotFound);
@@ -396,12 +420,13 @@ impl EtcdNode for VoterNode {
             kind: Kind::Update as i32,
             member: Some(info),
         };
-        self.propose(Request::MemberChange(change))
+        // The API layer checked the caller is root (etcd checks membership changes there).
+        self.propose(Request::MemberChange(change), &Caller::MEMBER)
             .await
             .map(|_| ())
     }
 
-    async fn member_promote(&self, id: u64) -> Result<(), NodeError> {
+    async fn member_promote(&self, id: u64, _caller: &Caller) -> Result<(), NodeError> {
         let Some(info) = self.infos().into_iter().find(|m| m.id == id) else {
             return Err(NodeError::MemberNotFound);
         };
@@ -480,7 +505,7 @@ impl EtcdNode for VoterNode {
         self.store.snapshot_reader(GROUP).map_err(backend)
     }
 
-    async fn change_alarm(&self, request: AlarmRequest) -> Result<(), NodeError> {
+    async fn change_alarm(&self, request: AlarmRequest, _caller: &Caller) -> Result<(), NodeError> {
         let data = RaftRequest {
             id: 0,
             auth: None,
@@ -493,8 +518,13 @@ impl EtcdNode for VoterNode {
         Ok(())
     }
 
-    async fn lease_grant(&self, id: i64, ttl: i64) -> Result<LeaseGrantResponse, NodeError> {
-        self.grant_lease(id, ttl).await
+    async fn lease_grant(
+        &self,
+        id: i64,
+        ttl: i64,
+        caller: &Caller,
+    ) -> Result<LeaseGrantResponse, NodeError> {
+        self.grant_lease(id, ttl, caller).await
     }
 
     async fn lease_renew(&self, id: i64) -> Result<i64, NodeError> {

@@ -252,6 +252,14 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
     let raft_watch = fatal.watch_thread("the raft loop", raft_thread);
 
+    let auth = mango_api::AuthConfig::from_flags(
+        &config.auth.auth_token,
+        Duration::from_secs(config.auth.auth_token_ttl),
+        config.auth.bcrypt_cost,
+        config.client_tls.client_cert_auth,
+    )
+    .context("--auth-token")?;
+    mango_api::auth::spawn_token_sweep(Arc::downgrade(&store), &auth);
     let voter = Arc::new(VoterNode {
         raft: raft.clone(),
         store: store.clone(),
@@ -277,6 +285,7 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
                 Box::pin(async move { raft.read_index(0).await })
             }))
         },
+        auth,
     });
     tokio::spawn(crate::leases::run(
         voter.clone(),
@@ -392,7 +401,13 @@ async fn publish_attributes(voter: Arc<VoterNode>, name: String, client_urls: Ve
         member: Some(member),
     };
     for _ in 0..600 {
-        match voter.propose(Request::MemberChange(change.clone())).await {
+        match voter
+            .propose(
+                Request::MemberChange(change.clone()),
+                &mango_api::Caller::MEMBER,
+            )
+            .await
+        {
             Ok(_) => return,
             Err(e) => tracing::debug!(error = %e, "publishing member attributes, will retry"),
         }

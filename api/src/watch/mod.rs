@@ -29,6 +29,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 use self::handle::{Command, Delivery, Hub, HubConfig, WatchSpec, WatcherKey};
+use crate::auth::Credentials;
 use crate::node::EtcdNode;
 
 /// Responses buffered between a stream's task and gRPC (the hub's queue bounds the rest).
@@ -85,10 +86,12 @@ impl<N: EtcdNode> Watch for WatchService<N> {
         &self,
         request: tonic::Request<Streaming<WatchRequest>>,
     ) -> Result<tonic::Response<Self::WatchStream>, Status> {
+        let credentials = Credentials::of(&request, self.node.auth_config());
         let incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(OUTGOING);
         let stream = WatchStream {
             node: self.node.clone(),
+            credentials,
             hub: self.hub(),
             fragment_bytes: self.fragment_bytes,
             tx,
@@ -114,6 +117,9 @@ struct Watching {
 struct WatchStream<N> {
     /// Headers and current revisions.
     node: Arc<N>,
+    /// What the client authenticated the stream with, resolved at each create (a token may
+    /// expire while the stream lives).
+    credentials: Credentials,
     /// The node's hub.
     hub: Hub,
     /// The size above which fragmenting watchers' responses are split.
@@ -132,6 +138,16 @@ struct WatchStream<N> {
 
 /// The client went away.
 struct Gone;
+
+/// A status as grpc-go's `error.Error()` prints it (etcd puts that in a watch's
+/// `cancel_reason`).
+fn grpc_error_text(status: &tonic::Status) -> String {
+    format!(
+        "rpc error: code = {:?} desc = {}",
+        status.code(),
+        status.message()
+    )
+}
 
 impl<N: EtcdNode> WatchStream<N> {
     async fn run(mut self, mut incoming: Streaming<WatchRequest>) {
@@ -199,7 +215,32 @@ impl<N: EtcdNode> WatchStream<N> {
         }
     }
 
+    /// Whether the stream's caller may read what `create` watches (etcd's
+    /// `isWatchPermitted`: any failure, an invalid token included, is a refusal).
+    async fn permitted(&self, create: &WatchCreateRequest) -> bool {
+        let Ok(caller) = self.credentials.resolve(&*self.node).await else {
+            return false;
+        };
+        let Ok(view) = self.node.read_view() else {
+            return false;
+        };
+        if !view.auth().enabled() {
+            return true;
+        }
+        // etcd's normalisation before the check: an empty key is "\0".
+        let key: &[u8] = if create.key.is_empty() {
+            &[0]
+        } else {
+            &create.key
+        };
+        caller.check_range(&view, key, &create.range_end).is_ok()
+    }
+
     async fn create(&mut self, stream: u64, create: WatchCreateRequest) -> Result<(), Gone> {
+        if !self.permitted(&create).await {
+            let denied = tonic::Status::from(mango_rpctypes::PERMISSION_DENIED);
+            return self.refuse(&grpc_error_text(&denied)).await;
+        }
         let spec = match spec(&create) {
             Ok(spec) => spec,
             Err(reason) => return self.refuse(reason).await,

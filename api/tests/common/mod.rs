@@ -8,13 +8,14 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use mango_api::{ApiConfig, EtcdNode, NodeError, NodeStatus};
+use mango_api::{ApiConfig, AuthConfig, Caller, EtcdNode, NodeError, NodeStatus};
 use mango_proto::etcdserverpb::alarm_request::AlarmAction;
 use mango_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, LeaseGrantRequest, LeaseGrantResponse, Member, ResponseHeader,
 };
 use mango_proto::mangopb::RaftRequest;
 use mango_proto::mangopb::raft_request::Request;
+use mango_store::auth::TokenLookup;
 use mango_store::backend::redb::RedbSnapshot;
 use mango_store::{
     ApplyEntry, BackendError, ReadView, Response, SnapshotReader, Store, StoreError, StoreOptions,
@@ -56,6 +57,8 @@ pub struct TestNode {
     _dir: TempDir,
     /// The applied revision, for the watch hub.
     revisions: tokio::sync::watch::Sender<i64>,
+    /// etcd's auth defaults.
+    auth: AuthConfig,
 }
 
 fn backend(e: BackendError) -> NodeError {
@@ -91,6 +94,7 @@ impl TestNode {
             }),
             _dir: dir,
             revisions: tokio::sync::watch::Sender::new(1),
+            auth: AuthConfig::default(),
         }
     }
 
@@ -145,12 +149,27 @@ impl EtcdNode for TestNode {
         self.revisions.subscribe()
     }
 
-    async fn propose(&self, request: Request) -> Result<Response, NodeError> {
+    fn auth_config(&self) -> &AuthConfig {
+        &self.auth
+    }
+
+    fn simple_token(&self, token: &str) -> Result<TokenLookup, NodeError> {
+        self.store
+            .simple_token(0, token, std::time::Instant::now())
+            .map_err(backend)
+    }
+
+    /// Every proposal applies at once.
+    async fn wait_applied(&self, _index: u64) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn propose(&self, request: Request, caller: &Caller) -> Result<Response, NodeError> {
         let mut state = self.state();
         let index = state.last_index + 1;
         let data = RaftRequest {
             id: index,
-            auth: None,
+            auth: caller.request_auth(),
             request: Some(request),
         }
         .encode_to_vec();
@@ -187,6 +206,7 @@ impl EtcdNode for TestNode {
         &self,
         peer_urls: Vec<String>,
         is_learner: bool,
+        _caller: &Caller,
     ) -> Result<Member, NodeError> {
         let mut state = self.state();
         let taken = state
@@ -208,7 +228,7 @@ impl EtcdNode for TestNode {
         Ok(member)
     }
 
-    async fn member_remove(&self, id: u64) -> Result<(), NodeError> {
+    async fn member_remove(&self, id: u64, _caller: &Caller) -> Result<(), NodeError> {
         let mut state = self.state();
         let before = state.members.len();
         state.members.retain(|m| m.id != id);
@@ -218,7 +238,12 @@ impl EtcdNode for TestNode {
         Ok(())
     }
 
-    async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<(), NodeError> {
+    async fn member_update(
+        &self,
+        id: u64,
+        peer_urls: Vec<String>,
+        _caller: &Caller,
+    ) -> Result<(), NodeError> {
         let mut state = self.state();
         let member = state
             .members
@@ -229,7 +254,7 @@ impl EtcdNode for TestNode {
         Ok(())
     }
 
-    async fn member_promote(&self, id: u64) -> Result<(), NodeError> {
+    async fn member_promote(&self, id: u64, _caller: &Caller) -> Result<(), NodeError> {
         let mut state = self.state();
         let member = state
             .members
@@ -284,7 +309,7 @@ impl EtcdNode for TestNode {
         self.store.snapshot_reader(0).map_err(backend)
     }
 
-    async fn change_alarm(&self, request: AlarmRequest) -> Result<(), NodeError> {
+    async fn change_alarm(&self, request: AlarmRequest, _caller: &Caller) -> Result<(), NodeError> {
         let alarm = AlarmMember {
             member_id: request.member_id,
             alarm: request.alarm,
@@ -301,7 +326,12 @@ impl EtcdNode for TestNode {
     }
 
     /// Ids count up from 1000 when the client asks for none; no minimum TTL.
-    async fn lease_grant(&self, id: i64, ttl: i64) -> Result<LeaseGrantResponse, NodeError> {
+    async fn lease_grant(
+        &self,
+        id: i64,
+        ttl: i64,
+        caller: &Caller,
+    ) -> Result<LeaseGrantResponse, NodeError> {
         let id = if id == 0 {
             let mut state = self.state();
             state.next_lease_id += 1;
@@ -310,7 +340,7 @@ impl EtcdNode for TestNode {
             id
         };
         match self
-            .propose(Request::LeaseGrant(LeaseGrantRequest { ttl, id }))
+            .propose(Request::LeaseGrant(LeaseGrantRequest { ttl, id }), caller)
             .await?
         {
             Response::LeaseGrant(resp) => Ok(resp),
