@@ -74,6 +74,11 @@ pub trait Observed: Send + Sync + 'static {
     }
 }
 
+/// The etcd release mango speaks, for binaries that hold no copy of the API's own constant.
+pub const ETCD_SERVER_VERSION: &str = "3.4.23";
+/// etcd 3.4's cluster version.
+pub const ETCD_CLUSTER_VERSION: &str = "3.4.0";
+
 /// Static facts the endpoint answers with.
 #[derive(Clone, Debug)]
 pub struct EndpointInfo {
@@ -81,6 +86,15 @@ pub struct EndpointInfo {
     pub server_version: &'static str,
     /// The cluster version (`etcdcluster`).
     pub cluster_version: &'static str,
+}
+
+impl Default for EndpointInfo {
+    fn default() -> Self {
+        Self {
+            server_version: ETCD_SERVER_VERSION,
+            cluster_version: ETCD_CLUSTER_VERSION,
+        }
+    }
 }
 
 impl MetricsFlags {
@@ -151,7 +165,7 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
         };
         let state = state.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, answer(conn, &state)).await;
+            let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, answer(conn, state)).await;
             drop(permit);
         });
     }
@@ -252,7 +266,7 @@ fn json_escape(s: &str) -> String {
     out
 }
 
-async fn answer(mut conn: TcpStream, state: &State) -> std::io::Result<()> {
+async fn answer(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_HEAD {
@@ -268,8 +282,16 @@ async fn answer(mut conn: TcpStream, state: &State) -> std::io::Result<()> {
         .unwrap_or(&[]);
     let line = String::from_utf8_lossy(first);
     let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let reply = route(method, path, state);
+    let (method, path) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
+    // Rendering may wait on storage (a store's size needs its writer's lock): off the
+    // runtime's threads.
+    let head_only = method == "HEAD";
+    let reply = tokio::task::spawn_blocking(move || route(&method, &path, &state))
+        .await
+        .map_err(std::io::Error::other)?;
     let head = format!(
         "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         reply.status,
@@ -277,7 +299,7 @@ async fn answer(mut conn: TcpStream, state: &State) -> std::io::Result<()> {
         reply.body.len()
     );
     conn.write_all(head.as_bytes()).await?;
-    if method != "HEAD" {
+    if !head_only {
         conn.write_all(reply.body.as_bytes()).await?;
     }
     conn.shutdown().await

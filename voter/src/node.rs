@@ -58,6 +58,8 @@ pub struct VoterNode {
     pub tick: Duration,
     /// Linearizable reads waiting together share one ReadIndex request to the Raft thread.
     pub reads: mango_api::ReadIndexBatcher<RaftError>,
+    /// What the metrics endpoint reports (proposals pending and failed counted here).
+    pub metrics: Arc<crate::metrics::VoterMetrics>,
 }
 
 fn raft_error(e: RaftError) -> NodeError {
@@ -75,7 +77,7 @@ fn backend(e: mango_store::BackendError) -> NodeError {
 }
 
 /// etcd's name of an alarm type, as Status errors print it.
-fn alarm_name(alarm: i32) -> &'static str {
+pub(crate) fn alarm_name(alarm: i32) -> &'static str {
     match AlarmType::try_from(alarm) {
         Ok(AlarmType::Nospace) => "NOSPACE",
         Ok(AlarmType::Corrupt) => "CORRUPT",
@@ -94,6 +96,28 @@ fn member(m: MemberInfo) -> Member {
 }
 
 impl VoterNode {
+    /// Proposes `request` and waits for its outcome (see [`EtcdNode::propose`]).
+    async fn propose_counted(&self, request: Request) -> Result<Response, NodeError> {
+        // etcd's back-pressure: when apply falls this far behind commit, new proposals are
+        // refused rather than queued without bound.
+        let status = self.raft.status(GROUP).map_err(raft_error)?;
+        if status.commit.saturating_sub(status.applied) > self.max_apply_gap {
+            return Err(NodeError::TooManyRequests);
+        }
+        if matches!(request, Request::Put(_) | Request::Txn(_)) {
+            self.check_quota().await?;
+        }
+        let data = RaftRequest {
+            id: 0,
+            auth: None,
+            request: Some(request),
+        }
+        .encode_to_vec();
+        self.timed(self.raft.propose(GROUP, data))
+            .await?
+            .map_err(NodeError::Store)
+    }
+
     async fn timed<T>(
         &self,
         f: impl Future<Output = Result<T, RaftError>>,
@@ -129,7 +153,7 @@ impl VoterNode {
         Ok(())
     }
 
-    fn active_alarms(&self) -> Vec<AlarmMember> {
+    pub(crate) fn active_alarms(&self) -> Vec<AlarmMember> {
         self.store
             .read(GROUP)
             .and_then(|v| v.alarms())
@@ -240,24 +264,12 @@ impl EtcdNode for VoterNode {
     }
 
     async fn propose(&self, request: Request) -> Result<Response, NodeError> {
-        // etcd's back-pressure: when apply falls this far behind commit, new proposals are
-        // refused rather than queued without bound.
-        let status = self.raft.status(GROUP).map_err(raft_error)?;
-        if status.commit.saturating_sub(status.applied) > self.max_apply_gap {
-            return Err(NodeError::TooManyRequests);
+        let pending = self.metrics.pending();
+        let result = self.propose_counted(request).await;
+        if result.is_err() {
+            pending.failed();
         }
-        if matches!(request, Request::Put(_) | Request::Txn(_)) {
-            self.check_quota().await?;
-        }
-        let data = RaftRequest {
-            id: 0,
-            auth: None,
-            request: Some(request),
-        }
-        .encode_to_vec();
-        self.timed(self.raft.propose(GROUP, data))
-            .await?
-            .map_err(NodeError::Store)
+        result
     }
 
     async fn wait_compacted(&self) -> Result<(), NodeError> {
