@@ -75,6 +75,8 @@ pub struct Proc {
     pub client_port: u16,
     pub stream_port: u16,
     pub peer_port: u16,
+    /// Where `/metrics`, `/health` and friends are served (`--listen-metrics-urls`).
+    pub metrics_port: u16,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub child: Option<Child>,
@@ -130,6 +132,7 @@ impl Deployment {
                     client_port: free_port(),
                     stream_port: free_udp_port(),
                     peer_port: free_port(),
+                    metrics_port: free_port(),
                     child: None,
                     upstream: String::new(),
                     extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -181,6 +184,10 @@ impl Deployment {
             ])
             .args(["--initial-cluster", &initial])
             .args(["--listen-logstream-addr", &v.stream_addr()])
+            .args([
+                "--listen-metrics-urls",
+                &format!("http://127.0.0.1:{}", v.metrics_port),
+            ])
             .args(&v.extra)
             .stdout(Stdio::null())
             .stderr(log_file(&v.log))
@@ -200,6 +207,7 @@ impl Deployment {
             client_port: free_port(),
             stream_port: free_udp_port(),
             peer_port: 0,
+            metrics_port: free_port(),
             child: None,
             upstream: upstream.to_string(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -219,6 +227,10 @@ impl Deployment {
             // On loopback the upstreams serve development certificates.
             .arg("--insecure-skip-upstream-verify")
             .args(["--listen-logstream-addr", &l.stream_addr()])
+            .args([
+                "--listen-metrics-urls",
+                &format!("http://127.0.0.1:{}", l.metrics_port),
+            ])
             .args(&l.extra)
             .stdout(Stdio::null())
             .stderr(log_file(&l.log))
@@ -408,4 +420,48 @@ pub async fn wait_value(endpoint: &str, key: &str, value: &str, timeout: Duratio
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `GET path` on 127.0.0.1:`port` (a metrics endpoint): the status code and the body.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text)?;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The samples of a Prometheus page: `(name{labels}, value)`, comments skipped.
+pub fn samples(page: &str) -> Vec<(String, f64)> {
+    page.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let value = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().ok()?,
+            };
+            Some((series.to_string(), value))
+        })
+        .collect()
+}
+
+/// The value of the series `series` (name with its labels as written) on `page`.
+pub fn sample(page: &str, series: &str) -> Option<f64> {
+    samples(page)
+        .into_iter()
+        .find(|(s, _)| s == series)
+        .map(|(_, v)| v)
 }
