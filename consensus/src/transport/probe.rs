@@ -4,6 +4,7 @@
 //! no round trip of its own to time.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::time::{Duration, Instant};
 
 use mango_proto::mangopb::IdentifyRequest;
@@ -36,16 +37,14 @@ pub async fn probe_peers(
             .collect();
         clients.retain(|id, (url, _)| peers.iter().any(|(i, u)| i == id && u == url));
         for (id, url) in peers {
-            if !clients.contains_key(&id) {
-                match tokio::time::timeout(PROBE_TIMEOUT, connect(&url, &link)).await {
-                    Ok(Ok(channel)) => {
-                        clients.insert(id, (url.clone(), PeerClient::new(channel)));
+            let client = match clients.entry(id) {
+                Entry::Occupied(e) => &mut e.into_mut().1,
+                Entry::Vacant(e) => {
+                    match tokio::time::timeout(PROBE_TIMEOUT, connect(&url, &link)).await {
+                        Ok(Ok(channel)) => &mut e.insert((url.clone(), PeerClient::new(channel))).1,
+                        _ => continue,
                     }
-                    _ => continue,
                 }
-            }
-            let Some((_, client)) = clients.get_mut(&id) else {
-                continue;
             };
             let started = Instant::now();
             let call = client.identify(IdentifyRequest { peer_urls: vec![] });
