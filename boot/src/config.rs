@@ -419,4 +419,17 @@ mod tests {
             assert_ne!(a, b, "{:?}", arg.get_long());
         }
     }
+
+    #[test]
+    fn the_metrics_flag_takes_its_old_name_and_etcds_variable() -> Result<(), ConfigError> {
+        let f = file("listen-metrics-addr = \"127.0.0.1:9\"\n");
+        let path = f.path().to_str().unwrap_or_default();
+        let d = load(&["--config-file", path], &[])?;
+        assert_eq!(d.common.metrics.listen_metrics_urls, "127.0.0.1:9");
+        let d = load(&["--listen-metrics-addr", "127.0.0.1:8"], &[])?;
+        assert_eq!(d.common.metrics.listen_metrics_urls, "127.0.0.1:8");
+        let d = load(&[], &[("ETCD_LISTEN_METRICS_URLS", "http://127.0.0.1:7")])?;
+        assert_eq!(d.common.metrics.listen_metrics_urls, "http://127.0.0.1:7");
+        Ok(())
+    }
 }
