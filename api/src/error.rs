@@ -19,6 +19,7 @@ pub fn store_status(e: StoreError) -> Status {
         ErrorCode::PermissionDenied => Code::PermissionDenied,
         ErrorCode::Unauthenticated => Code::Unauthenticated,
         ErrorCode::Unknown => Code::Unknown,
+        ErrorCode::DataLoss => Code::DataLoss,
         ErrorCode::Internal => {
             tracing::error!(error = %e, "storage failure while serving a request");
             Code::Internal

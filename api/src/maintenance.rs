@@ -11,7 +11,6 @@ use mango_proto::etcdserverpb::{
     MoveLeaderRequest, MoveLeaderResponse, ResponseHeader, SnapshotRequest, SnapshotResponse,
     StatusRequest, StatusResponse,
 };
-use mango_store::SnapshotReader;
 use mango_store::backend::redb::RedbSnapshot;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -29,21 +28,24 @@ pub const ETCD_VERSION: &str = "3.4.23";
 /// Bytes of snapshot per streamed message.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
-/// Snapshot messages produced ahead of the client (each about [`SNAPSHOT_CHUNK_BYTES`]); with
-/// the one being built and the one held back to learn whether it is the last, at most four
-/// chunks are in memory per snapshot stream.
+/// Snapshot messages queued ahead of the client (each about [`SNAPSHOT_CHUNK_BYTES`]).
 const SNAPSHOT_CHANNEL: usize = 2;
 
 /// The Maintenance service over a node.
 pub struct MaintenanceService<N> {
     /// The node whose status, state and alarms are served.
     node: Arc<N>,
+    /// One snapshot file built at a time: each is held whole in memory while it streams.
+    snapshots: Arc<tokio::sync::Semaphore>,
 }
 
 impl<N: EtcdNode> MaintenanceService<N> {
     /// A Maintenance service over `node`.
     pub fn new(node: Arc<N>) -> Self {
-        Self { node }
+        Self {
+            node,
+            snapshots: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
     }
 
     /// A header at the node's latest applied revision, as etcd's maintenance answers carry.
@@ -61,60 +63,57 @@ fn alarms_of_type(alarms: Vec<AlarmMember>, alarm: i32) -> Vec<AlarmMember> {
     alarms.into_iter().filter(|a| a.alarm == alarm).collect()
 }
 
-/// Streams `reader` into `tx` in chunks; runs on a blocking thread, since each chunk reads
-/// the backend. The last message has `remaining_bytes` 0; before it, `remaining_bytes` is an
-/// estimate from `estimate` (the backend's bytes in use), never 0.
-/// Streams the store's snapshot the way etcd streams its database file, so `etcdctl snapshot
-/// save` accepts it: the data, zero padding to a multiple of 512 bytes, then the SHA-256 of
-/// everything before it as the last message (etcdctl checks `size % 512 == 32`).
-fn stream_snapshot(
-    mut reader: SnapshotReader<RedbSnapshot>,
-    estimate: u64,
+/// Builds the etcd 3.4 snapshot file of `view` (bbolt, with etcd's trailing SHA-256) and
+/// streams it into `tx` in chunks of [`SNAPSHOT_CHUNK_BYTES`]; runs on a blocking thread.
+/// `remaining_bytes` is exact (the file is built before the first message); the last
+/// message has 0. `_permit` is held until the stream ends: one file in memory per node.
+fn stream_etcd_snapshot(
+    view: Arc<mango_store::ReadView<RedbSnapshot>>,
     header: ResponseHeader,
     tx: mpsc::Sender<Result<SnapshotResponse, Status>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    use sha2::Digest as _;
-    let mut hash = sha2::Sha256::new();
-    let mut sent = 0u64;
-    let send = |blob: Vec<u8>, remaining_bytes: u64| {
-        tx.blocking_send(Ok(SnapshotResponse {
-            header: Some(header),
-            remaining_bytes,
-            blob,
-        }))
-        .is_ok()
+    let bytes = match view.to_etcd() {
+        Ok(snapshot) => {
+            drop(view);
+            snapshot.to_bytes(true)
+        }
+        Err(e) => {
+            // Nobody to tell if the client left; the stream just ends.
+            let _ = tx.blocking_send(Err(store_status(e.into())));
+            return;
+        }
     };
-    loop {
-        let chunk = match reader.next_chunk(SNAPSHOT_CHUNK_BYTES) {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(e) => {
-                // Nobody to tell if the client left; the stream just ends.
-                let _ = tx.blocking_send(Err(store_status(e.into())));
-                return;
-            }
+    let bytes = match bytes {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let _ = tx.blocking_send(Err(Status::internal(format!("snapshot: {e}"))));
+            return;
+        }
+    };
+    let total = bytes.len();
+    let mut sent = 0usize;
+    for chunk in bytes.chunks(SNAPSHOT_CHUNK_BYTES) {
+        sent += chunk.len();
+        let message = SnapshotResponse {
+            header: Some(header),
+            remaining_bytes: (total - sent) as u64,
+            blob: chunk.to_vec(),
         };
-        sent += chunk.len() as u64;
-        hash.update(&chunk);
-        // The client went away: stop reading and release the view.
-        if !send(chunk, estimate.saturating_sub(sent).max(1)) {
+        // The client went away: stop.
+        if tx.blocking_send(Ok(message)).is_err() {
             return;
         }
     }
-    let padding = vec![0u8; ((512 - sent % 512) % 512) as usize];
-    hash.update(&padding);
-    if !padding.is_empty() && !send(padding, 32) {
-        return;
-    }
-    let _ = send(hash.finalize().to_vec(), 0);
 }
 
 #[tonic::async_trait]
 impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
-    /// GET lists the alarms (of one type, or all for `NONE`). DEACTIVATE disarms one alarm and
-    /// answers with it, as etcd does. ACTIVATE is not something a client can do to a mango
-    /// node (alarms are raised by the node itself): it changes nothing and answers with the
-    /// current alarms. An unknown action gets an empty answer, as in etcd.
+    /// GET lists the alarms (of one type, or all for `NONE`). ACTIVATE raises the alarm
+    /// through Raft and answers with it (a NOSPACE alarm then refuses puts, writing txns and
+    /// lease grants on every member; CORRUPT refuses every write); DEACTIVATE disarms it and
+    /// answers with it if it was raised. As etcd 3.4: ACTIVATE of `NONE` records a `NONE`
+    /// alarm (listed, blocking nothing), an unknown action gets an empty answer.
     async fn alarm(
         &self,
         request: tonic::Request<AlarmRequest>,
@@ -122,14 +121,21 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
         let req = request.into_inner();
         let alarms = match AlarmAction::try_from(req.action) {
             Ok(AlarmAction::Get) => alarms_of_type(self.node.alarms(), req.alarm),
-            Ok(AlarmAction::Activate) => self.node.alarms(),
+            Ok(AlarmAction::Activate) => {
+                let raised = AlarmMember {
+                    member_id: req.member_id,
+                    alarm: req.alarm,
+                };
+                self.node.change_alarm(req).await.map_err(node_status)?;
+                vec![raised]
+            }
             Ok(AlarmAction::Deactivate) => {
                 let target = AlarmMember {
                     member_id: req.member_id,
                     alarm: req.alarm,
                 };
                 let was_active = self.node.alarms().contains(&target);
-                self.node.disarm(target).await.map_err(node_status)?;
+                self.node.change_alarm(req).await.map_err(node_status)?;
                 if was_active { vec![target] } else { Vec::new() }
             }
             Err(_) => Vec::new(),
@@ -220,22 +226,28 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
 
     type SnapshotStream = ReceiverStream<Result<SnapshotResponse, Status>>;
 
-    /// Streams the node's state in chunks of [`SNAPSHOT_CHUNK_BYTES`], produced on a blocking
-    /// thread into a bounded channel, so memory stays a few chunks whatever the state's size.
+    /// Streams the node's latest applied state as etcd 3.4's snapshot file (see
+    /// `mango_store`'s `etcd_file`): a bbolt database with the `key`, `lease`, `meta`, `auth`
+    /// and `members` buckets, followed by its SHA-256, which is what `etcdctl snapshot save`
+    /// checks and `etcdctl snapshot status`/`restore` read.
     ///
-    /// etcd appends a last message holding the SHA-256 of the stream, which `etcdctl snapshot
-    /// restore` checks. mango leaves it out: no SHA-256 implementation is in the dependency
-    /// tree, and a mango snapshot is not a bbolt file that etcdctl could restore anyway
-    /// (the stream carries its own CRC-32 in its end record, checked on install).
+    /// Memory: mango-bbolt's writer lays a file out whole, so the file is built in memory
+    /// (about the size of the data) before it streams. Requests wait for each other: one
+    /// file per node at a time.
     async fn snapshot(
         &self,
         _request: tonic::Request<SnapshotRequest>,
     ) -> Result<tonic::Response<Self::SnapshotStream>, Status> {
-        let reader = self.node.snapshot().map_err(node_status)?;
-        let estimate = u64::try_from(self.node.status().db_size_in_use).unwrap_or(0);
-        let header = self.node.header(reader.state().revision);
+        let permit = self
+            .snapshots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("snapshot: shutting down"))?;
+        let view = self.node.read_view().map_err(node_status)?;
+        let header = self.node.header(view.revision());
         let (tx, rx) = mpsc::channel(SNAPSHOT_CHANNEL);
-        tokio::task::spawn_blocking(move || stream_snapshot(reader, estimate, header, tx));
+        tokio::task::spawn_blocking(move || stream_etcd_snapshot(view, header, tx, permit));
         Ok(tonic::Response::new(ReceiverStream::new(rx)))
     }
 

@@ -6,7 +6,9 @@ use mango_rpctypes as rpc;
 use std::future::Future;
 use std::sync::Arc;
 
-use mango_proto::etcdserverpb::{AlarmMember, LeaseGrantResponse, Member, ResponseHeader};
+use mango_proto::etcdserverpb::{
+    AlarmMember, AlarmRequest, LeaseGrantResponse, Member, ResponseHeader,
+};
 use mango_proto::mangopb::raft_request::Request;
 use mango_store::backend::redb::RedbSnapshot;
 use mango_store::{ReadView, Response, SnapshotReader, StoreError};
@@ -206,8 +208,12 @@ pub trait EtcdNode: Send + Sync + 'static {
     /// A snapshot of the whole state for Maintenance.Snapshot, streamed in chunks.
     fn snapshot(&self) -> Result<SnapshotReader<RedbSnapshot>, NodeError>;
 
-    /// Clears an alarm (etcd's `alarm disarm`).
-    fn disarm(&self, alarm: AlarmMember) -> impl Future<Output = Result<(), NodeError>> + Send;
+    /// Raises or clears an alarm through Raft (etcd's `AlarmRequest` ACTIVATE and
+    /// DEACTIVATE; `alarm disarm` is a DEACTIVATE).
+    fn change_alarm(
+        &self,
+        request: AlarmRequest,
+    ) -> impl Future<Output = Result<(), NodeError>> + Send;
 
     /// Grants a lease through Raft. `id` 0 lets the node choose one (positive, unique); a TTL
     /// below the cluster's minimum is raised to it, as etcd's lessor does.

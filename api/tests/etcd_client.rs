@@ -392,12 +392,15 @@ async fn snapshot_streams_an_installable_state() {
     let (last, before) = messages.split_last().expect("messages");
     assert_eq!(*last, 0);
     assert!(before.iter().all(|&r| r > 0), "{messages:?}");
-    // etcd's layout, which etcdctl checks: data padded to 512 bytes, then its SHA-256.
+    // etcd's layout, which etcdctl checks: a bbolt file (pages of 4096 bytes), then its
+    // SHA-256.
     assert_eq!(bytes.len() % 512, 32);
     let (data, sum) = bytes.split_at(bytes.len() - 32);
     use sha2::Digest as _;
     assert_eq!(sha2::Sha256::digest(data).as_slice(), sum);
-    let bytes = data.to_vec();
+    let (snapshot, _) = mango_store::mango_bbolt::etcd::EtcdSnapshot::from_file_bytes(bytes)
+        .expect("an etcd snapshot");
+    assert_eq!(snapshot.current_revision(), 31);
 
     let dir = tempfile::tempdir().expect("temporary directory");
     let copy = mango_store::Store::open_path(
@@ -405,9 +408,7 @@ async fn snapshot_streams_an_installable_state() {
         mango_store::StoreOptions::default(),
     )
     .expect("store opens");
-    let state = copy
-        .install_snapshot(0, &mut bytes.as_slice())
-        .expect("snapshot installs");
+    let state = copy.import_etcd(0, &snapshot).expect("snapshot imports");
     assert_eq!(state.revision, 31);
     let view = copy.read(0).expect("view");
     let original = server.node.store().read(0).expect("view");

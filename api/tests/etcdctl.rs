@@ -3,63 +3,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
-
 use common::{CLUSTER_ID, MEMBER_ID, TERM, TestServer};
 use mango_api::ApiConfig;
+use mango_testkit::etcdctl::{etcdctl_async, etcdctl_ok_async};
 use serde_json::Value;
-use tokio::process::Command;
-
-fn etcdctl_path() -> PathBuf {
-    let usr = Path::new("/usr/bin/etcdctl");
-    if usr.exists() {
-        return usr.to_path_buf();
-    }
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join("etcdctl"))
-                .find(|p| p.exists())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "etcdctl not found in /usr/bin or PATH: this test drives etcd's own CLI; install \
-                 it with `apt-get install -y etcd-client`"
-            )
-        })
-}
 
 /// Runs etcdctl against `server` (its `http://` endpoint); returns stdout, failing the test on
-/// a non-zero exit.
+/// a non-zero exit. Async: the server runs on this test's runtime.
 async fn etcdctl(server: &TestServer, args: &[&str]) -> String {
-    etcdctl_at(&server.endpoint(), args).await
-}
-
-/// Runs etcdctl against `endpoint`.
-async fn etcdctl_out(endpoint: &str, args: &[&str]) -> Output {
-    Command::new(etcdctl_path())
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .arg("--dial-timeout=5s")
-        .arg("--command-timeout=10s")
-        .args(args)
-        .output()
-        .await
-        .expect("etcdctl runs")
-}
-
-/// Runs etcdctl against `endpoint`; returns stdout, failing the test on a non-zero exit.
-async fn etcdctl_at(endpoint: &str, args: &[&str]) -> String {
-    let out = etcdctl_out(endpoint, args).await;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?} failed: {}\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    etcdctl_ok_async(&server.endpoint(), args).await
 }
 
 /// etcdctl prints ids as JSON numbers; u64 ids above 2^53 must still come through exactly.
@@ -115,9 +67,10 @@ async fn etcdctl_speaks_to_the_services() {
     // pass, hyper's h2 (under tonic) resets the stream with PROTOCOL_ERROR. Give these
     // commands the endpoint as host:port, which is also etcdctl's own default form.
     let host_port = server.addr.to_string();
-    let status: Value =
-        serde_json::from_str(&etcdctl_at(&host_port, &["endpoint", "status", "-w", "json"]).await)
-            .expect("endpoint status prints JSON");
+    let status: Value = serde_json::from_str(
+        &etcdctl_ok_async(&host_port, &["endpoint", "status", "-w", "json"]).await,
+    )
+    .expect("endpoint status prints JSON");
     let entry = &status[0];
     assert_eq!(entry["Endpoint"], host_port.as_str());
     let st = &entry["Status"];
@@ -141,19 +94,20 @@ async fn etcdctl_speaks_to_the_services() {
     assert_eq!(list[0]["peerURLs"][0], "http://127.0.0.1:2380");
     assert_eq!(list[0]["clientURLs"][0], server.endpoint().as_str());
 
-    let hashkv: Value =
-        serde_json::from_str(&etcdctl_at(&host_port, &["endpoint", "hashkv", "-w", "json"]).await)
-            .expect("endpoint hashkv prints JSON");
+    let hashkv: Value = serde_json::from_str(
+        &etcdctl_ok_async(&host_port, &["endpoint", "hashkv", "-w", "json"]).await,
+    )
+    .expect("endpoint hashkv prints JSON");
     check_header(&hashkv[0]["HashKV"]["header"], 6);
     assert_eq!(hashkv[0]["HashKV"]["compact_revision"], -1);
     assert!(hashkv[0]["HashKV"]["hash"].as_u64().is_some(), "{hashkv}");
     assert_eq!(etcdctl(&server, &["alarm", "list"]).await, "");
     assert_eq!(
-        etcdctl_at(&host_port, &["defrag"]).await,
+        etcdctl_ok_async(&host_port, &["defrag"]).await,
         format!("Finished defragmenting etcd member[{host_port}]\n")
     );
     // `endpoint health` reads the key "health" and reports on stderr.
-    let health = etcdctl_out(&server.endpoint(), &["endpoint", "health"]).await;
+    let health = etcdctl_async(&server.endpoint(), &["endpoint", "health"]).await;
     assert!(health.status.success(), "{health:?}");
     let report = String::from_utf8_lossy(&health.stderr);
     assert!(

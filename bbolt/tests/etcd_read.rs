@@ -154,7 +154,7 @@ fn reads_a_real_etcd_snapshot_and_writes_it_back() {
     // Cluster and auth state.
     assert!(snap.consistent_index.is_some_and(|i| i > 0));
     assert_eq!(snap.members.len(), 1);
-    assert_eq!(snap.members[0].name, "n1");
+    assert_eq!(snap.members[0].name, etcd.name);
     assert_eq!(
         snap.members[0].peer_urls,
         std::slice::from_ref(&etcd.peer_url)

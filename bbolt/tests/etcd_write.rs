@@ -9,9 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{
-    Etcd, ctl_offline, etcd_installed, etcdctl_restore, etcdctl_status, free_port, granted_ttl,
-};
+use common::{Etcd, ctl_offline, etcd_installed, etcdctl_restore, etcdctl_status, granted_ttl};
 use mango_bbolt::Db;
 use mango_bbolt::etcd::{
     Auth, Compaction, EtcdSnapshot, KeyRevision, Lease, Member, Revision, status,
@@ -186,10 +184,9 @@ fn etcd_reads_status_restores_and_serves_our_files() {
     assert_eq!(theirs["totalSize"].as_u64(), Some(db.size()));
 
     // snapshot restore, then a real etcd on the restored data.
-    let peer = format!("http://127.0.0.1:{}", free_port());
-    let data = dir.path().join("restored");
-    etcdctl_restore(&file, &data, "r1", &peer, false);
-    let etcd = Etcd::start(&data, "r1", &peer);
+    let etcd = Etcd::prepare(&dir.path().join("restored"));
+    etcdctl_restore(&file, etcd.data_dir(), &etcd.name, &etcd.peer_url, false);
+    let etcd = etcd.start();
     for rev in compacted..=current {
         assert_eq!(
             etcd.all_kvs_at(rev),
@@ -219,9 +216,8 @@ fn etcd_reads_status_restores_and_serves_our_files() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing hash"));
-    let peer = format!("http://127.0.0.1:{}", free_port());
-    let data = dir.path().join("skipped");
-    etcdctl_restore(&bare, &data, "r2", &peer, true);
-    let etcd = Etcd::start(&data, "r2", &peer);
+    let etcd = Etcd::prepare(&dir.path().join("skipped"));
+    etcdctl_restore(&bare, etcd.data_dir(), &etcd.name, &etcd.peer_url, true);
+    let etcd = etcd.start();
     assert_eq!(etcd.all_kvs_at(0), snap.kvs_at(current));
 }

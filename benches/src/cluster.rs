@@ -1,106 +1,32 @@
-//! A 3-member cluster of etcd or mango on loopback: start, wait until healthy, measure, kill.
+//! A 3-member cluster of etcd or mango for the benchmark, with learners and the proxy when
+//! asked: mango-testkit's `Cluster` (every process on a loopback address of its own, killed
+//! on every way out), waited for until every member serves a linearizable read, measured
+//! (CPU, peak RSS, disk, log trouble), stopped.
 
-use std::fmt;
-use std::fs::File;
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::children::Proc;
+use mango_testkit::cluster::Builder;
+use mango_testkit::etcdctl::{command_with, leader_of};
+use mango_testkit::{Cluster as Processes, Member};
+
 use crate::loadgen::Loadgen;
 use crate::procfs;
 
 /// The two systems under test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum System {
-    Etcd,
-    Mango,
-}
-
-impl System {
-    pub const BOTH: [System; 2] = [System::Etcd, System::Mango];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            System::Etcd => "etcd",
-            System::Mango => "mango",
-        }
-    }
-
-    /// Member name prefix: etcd's members are e1..e3, mango's m1..m3.
-    fn prefix(self) -> &'static str {
-        match self {
-            System::Etcd => "e",
-            System::Mango => "m",
-        }
-    }
-}
-
-impl fmt::Display for System {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use mango_testkit::System;
 
 /// How many members every cluster has.
 pub const MEMBERS: usize = 3;
 
-/// One member.
-#[derive(Debug)]
-pub struct Member {
-    pub name: String,
-    pub client_port: u16,
-    /// UDP port of the QUIC log stream to learners (mango with `--listen-logstream-addr`).
-    pub logstream_port: Option<u16>,
-    pub data_dir: PathBuf,
-    pub proc: Proc,
-}
-
-impl Member {
-    pub fn endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.client_port)
-    }
-
-    /// `ip:port` of its log stream, if it serves one.
-    pub fn logstream_addr(&self) -> Option<String> {
-        self.logstream_port.map(|p| format!("127.0.0.1:{p}"))
-    }
-}
-
-/// A running cluster; every member is killed when it is dropped.
+/// A running cluster; every process is killed when it is dropped.
 #[derive(Debug)]
 pub struct Cluster {
     pub system: System,
     /// Where the data dirs and logs are.
     pub dir: PathBuf,
-    pub members: Vec<Member>,
-}
-
-/// `n` distinct free loopback ports (all bound at once, then released).
-pub fn free_ports(n: usize) -> Result<Vec<u16>, String> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("no free loopback port: {e}"))?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("no free loopback port: {e}"))
-}
-
-/// `n` distinct free loopback UDP ports (all bound at once, then released).
-pub fn free_udp_ports(n: usize) -> Result<Vec<u16>, String> {
-    let sockets = (0..n)
-        .map(|_| UdpSocket::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("no free loopback UDP port: {e}"))?;
-    sockets
-        .iter()
-        .map(|s| s.local_addr().map(|a| a.port()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("no free loopback UDP port: {e}"))
+    /// The processes: voters (etcd's members are e1..e3, mango's m1..m3), learners, proxy.
+    pub inner: Processes,
 }
 
 /// The last `n` lines of a log file, for error messages.
@@ -120,95 +46,53 @@ impl Cluster {
         loadgen: &Loadgen,
         health_timeout: Duration,
     ) -> Result<Cluster, String> {
-        Self::start_with(system, bin, dir, loadgen, health_timeout, false)
+        Self::start_with(system, bin, dir, loadgen, health_timeout, |b| b)
     }
 
-    /// [`Cluster::start`], and with `logstream` (mango only) every voter also serves its
-    /// committed log to learners (`--listen-logstream-addr`).
+    /// [`Cluster::start`], built with more settings (`more`): the log stream for learners,
+    /// the learners' and the proxy's binaries.
     pub fn start_with(
         system: System,
         bin: &Path,
         dir: &Path,
         loadgen: &Loadgen,
         health_timeout: Duration,
-        logstream: bool,
+        more: impl for<'a> FnOnce(Builder<'a>) -> Builder<'a>,
     ) -> Result<Cluster, String> {
-        if logstream && system != System::Mango {
-            return Err(format!("{system} has no log stream"));
-        }
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let ports = free_ports(2 * MEMBERS)?;
-        let stream_ports = if logstream {
-            free_udp_ports(MEMBERS)?
-        } else {
-            Vec::new()
+        let prefix = match system {
+            System::Etcd => "e",
+            System::Mango => "m",
         };
-        let names: Vec<String> = (1..=MEMBERS)
-            .map(|i| format!("{}{i}", system.prefix()))
-            .collect();
-        let peer_url = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i + 1]);
-        let initial_cluster = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| format!("{n}={}", peer_url(i)))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut members = Vec::with_capacity(MEMBERS);
-        for (i, name) in names.iter().enumerate() {
-            let client_url = format!("http://127.0.0.1:{}", ports[2 * i]);
-            let data_dir = dir.join(name);
-            let log_path = dir.join(format!("{name}.log"));
-            let log = File::create(&log_path)
-                .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
-            let log2 = log
-                .try_clone()
-                .map_err(|e| format!("{}: {e}", log_path.display()))?;
-            let mut cmd = Command::new(bin);
-            cmd.args(["--name", name])
-                .arg("--data-dir")
-                .arg(&data_dir)
-                .args(["--listen-client-urls", &client_url])
-                .args(["--advertise-client-urls", &client_url])
-                .args(["--listen-peer-urls", &peer_url(i)])
-                .args(["--initial-advertise-peer-urls", &peer_url(i)])
-                .args(["--initial-cluster", &initial_cluster])
-                .args(["--initial-cluster-token", "bench"])
-                .args(["--initial-cluster-state", "new"]);
-            if let Some(port) = stream_ports.get(i) {
-                cmd.args(["--listen-logstream-addr", &format!("127.0.0.1:{port}")]);
-            }
-            cmd.env("NO_COLOR", "1")
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log2);
-            let proc = Proc::spawn(&format!("{system} {name}"), &mut cmd, log_path)?;
-            members.push(Member {
-                name: name.clone(),
-                client_port: ports[2 * i],
-                logstream_port: stream_ports.get(i).copied(),
-                data_dir,
-                proc,
-            });
-        }
+        let builder = Processes::builder(MEMBERS)
+            .system(system)
+            .voter_bin(bin)
+            .dir(dir)
+            .names(prefix)
+            .token("bench");
         let mut cluster = Cluster {
             system,
             dir: dir.to_owned(),
-            members,
+            inner: more(builder).spawn()?,
         };
         cluster.wait_healthy(loadgen, health_timeout)?;
         Ok(cluster)
     }
 
+    /// The members (voters).
+    pub fn members(&self) -> &[Member] {
+        &self.inner.voters
+    }
+
     /// Waits until every member answers a linearizable read (which needs a leader).
     fn wait_healthy(&mut self, loadgen: &Loadgen, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
-        let mut healthy = vec![false; self.members.len()];
-        let mut last_problem = vec![String::from("not probed yet"); self.members.len()];
+        let mut healthy = vec![false; MEMBERS];
+        let mut last_problem = vec![String::from("not probed yet"); MEMBERS];
         loop {
             if let Some(dead) = self.dead_member() {
                 return Err(dead);
             }
-            for (i, m) in self.members.iter().enumerate() {
+            for (i, m) in self.members().iter().enumerate() {
                 if healthy[i] {
                     continue;
                 }
@@ -222,7 +106,7 @@ impl Cluster {
             }
             if Instant::now() >= deadline {
                 let sick: Vec<String> = self
-                    .members
+                    .members()
                     .iter()
                     .zip(&healthy)
                     .zip(&last_problem)
@@ -232,8 +116,8 @@ impl Cluster {
                             "  {} ({}): {why}\n  log {}:\n{}",
                             m.name,
                             m.endpoint(),
-                            m.proc.log.display(),
-                            indent(&tail(&m.proc.log, 10))
+                            m.log.display(),
+                            indent(&tail(&m.log, 10))
                         )
                     })
                     .collect();
@@ -244,66 +128,79 @@ impl Cluster {
                     sick.join("\n")
                 ));
             }
+            // Poll interval of the wait (each probe starts a loadgen process).
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
+    /// Adds a learner following `upstreams` (log-stream addresses) and waits until it
+    /// answers a linearizable read (a read index from upstream, then applied up to it).
+    pub fn add_learner(
+        &mut self,
+        upstreams: &[String],
+        loadgen: &Loadgen,
+        timeout: Duration,
+    ) -> Result<usize, String> {
+        let i = self.inner.try_add_learner(&upstreams.join(","), &[])?;
+        let what = format!("learner {}", self.inner.learners[i].name);
+        wait_serving(
+            &mut self.inner.learners[i],
+            &what,
+            loadgen,
+            &self.dir,
+            timeout,
+        )?;
+        Ok(i)
+    }
+
+    /// Starts `mango-proxy` over the voters and the learners and waits until a
+    /// linearizable read through it succeeds (so it has found the leader).
+    pub fn start_proxy(&mut self, loadgen: &Loadgen, timeout: Duration) -> Result<(), String> {
+        self.inner.try_spawn_proxy(&[])?;
+        let proxy = self.inner.proxy.as_mut().expect("the proxy just started");
+        wait_serving(proxy, "mango-proxy", loadgen, &self.dir, timeout)
+    }
+
     /// A message naming the first member that has exited, with its log.
     pub fn dead_member(&mut self) -> Option<String> {
-        self.members.iter_mut().find_map(|m| {
-            let status = m.proc.exited()?;
+        let system = self.system;
+        self.inner.voters.iter_mut().find_map(|m| {
+            let status = m.proc.as_mut()?.exited()?;
             Some(format!(
-                "{} {} exited ({status}); log {}:\n{}",
-                self.system,
+                "{system} {} exited ({status}); log {}:\n{}",
                 m.name,
-                m.proc.log.display(),
-                indent(&tail(&m.proc.log, 15))
+                m.log.display(),
+                indent(&tail(&m.log, 15))
             ))
         })
     }
 
     /// `host:port` of every member, comma-separated.
     pub fn endpoints(&self) -> String {
-        self.members
-            .iter()
-            .map(Member::endpoint)
-            .collect::<Vec<_>>()
-            .join(",")
+        self.inner.endpoints()
     }
 
     /// CPU seconds used so far by all members together.
     pub fn cpu_seconds(&self) -> Result<f64, String> {
-        self.members
-            .iter()
-            .map(|m| {
-                procfs::cpu_seconds(m.proc.pid())
-                    .map_err(|e| format!("{} {}: {e}", self.system, m.name))
-            })
-            .sum()
+        self.cpu_seconds_each().map(|each| each.iter().sum())
     }
 
     /// CPU seconds used so far by each member, in member order.
     pub fn cpu_seconds_each(&self) -> Result<Vec<f64>, String> {
-        self.members
+        self.members()
             .iter()
-            .map(|m| {
-                procfs::cpu_seconds(m.proc.pid())
-                    .map_err(|e| format!("{} {}: {e}", self.system, m.name))
-            })
+            .map(|m| cpu_seconds(m).map_err(|e| format!("{} {}: {e}", self.system, m.name)))
             .collect()
     }
 
     /// The index of the leading member, as `etcdctl endpoint status` (the Maintenance Status
     /// RPC) reports it: the member whose own id is the leader id it names.
     pub fn leader(&self, etcdctl: &Path) -> Result<usize, String> {
-        let out = Command::new(etcdctl)
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoints()))
+        let out = command_with(etcdctl, &self.endpoints())
             .args(["--command-timeout=5s", "endpoint", "status", "-w", "json"])
-            .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("running {}: {e}", etcdctl.display()))?;
-        let endpoints: Vec<String> = self.members.iter().map(Member::endpoint).collect();
+        let endpoints: Vec<String> = self.members().iter().map(Member::endpoint).collect();
         leader_of(&String::from_utf8_lossy(&out.stdout), &endpoints).ok_or_else(|| {
             format!(
                 "no leader in `etcdctl endpoint status` ({}): {}",
@@ -315,10 +212,10 @@ impl Cluster {
 
     /// The largest peak RSS (VmHWM) of any member, in KiB.
     pub fn max_peak_rss_kib(&self) -> Result<u64, String> {
-        self.members
+        self.members()
             .iter()
             .map(|m| {
-                procfs::peak_rss_kib(m.proc.pid())
+                procfs::peak_rss_kib(pid(m)?)
                     .map_err(|e| format!("{} {}: {e}", self.system, m.name))
             })
             .try_fold(0, |max, r| r.map(|v| max.max(v)))
@@ -326,7 +223,7 @@ impl Cluster {
 
     /// Bytes in all data dirs together.
     pub fn disk_bytes(&self) -> Result<u64, String> {
-        self.members
+        self.members()
             .iter()
             .map(|m| {
                 procfs::dir_size(&m.data_dir).map_err(|e| format!("{}: {e}", m.data_dir.display()))
@@ -336,10 +233,10 @@ impl Cluster {
 
     /// Log lines of every member that look like trouble (warnings, errors, panics).
     pub fn trouble_lines(&self) -> Vec<(String, usize, Vec<String>)> {
-        self.members
+        self.members()
             .iter()
             .map(|m| {
-                let text = std::fs::read_to_string(&m.proc.log).unwrap_or_default();
+                let text = m.log_text();
                 let bad: Vec<&str> = text.lines().filter(|l| is_trouble(l)).collect();
                 let samples = bad.iter().take(5).map(|s| strip_ansi(s)).collect();
                 (m.name.clone(), bad.len(), samples)
@@ -347,30 +244,76 @@ impl Cluster {
             .collect()
     }
 
-    /// Kills every member and removes the data dirs (the logs stay).
-    pub fn stop(mut self) {
-        for m in &mut self.members {
-            m.proc.kill();
-            let _ = std::fs::remove_dir_all(&m.data_dir);
+    /// Name and log file of every process: members, learners, the proxy.
+    pub fn logs(&self) -> Vec<(String, PathBuf)> {
+        let inner = &self.inner;
+        inner
+            .voters
+            .iter()
+            .chain(&inner.learners)
+            .chain(&inner.proxy)
+            .map(|m| (m.name.clone(), m.log.clone()))
+            .collect()
+    }
+
+    /// Kills every process and removes the data dirs (the logs stay).
+    pub fn stop(self) {
+        let data: Vec<PathBuf> = self
+            .inner
+            .voters
+            .iter()
+            .chain(&self.inner.learners)
+            .map(|m| m.data_dir.clone())
+            .collect();
+        drop(self.inner);
+        for d in data {
+            let _ = std::fs::remove_dir_all(d);
         }
     }
 }
 
-/// The index in `endpoints` of the leader, out of `etcdctl endpoint status -w json` output:
-/// the entry whose `Status.header.member_id` equals its `Status.leader`.
-pub fn leader_of(status_json: &str, endpoints: &[String]) -> Option<usize> {
-    let v: serde_json::Value = serde_json::from_str(status_json.trim()).ok()?;
-    v.as_array()?.iter().find_map(|entry| {
-        let status = entry.get("Status")?;
-        let leader = status.get("leader")?.as_u64()?;
-        let me = status.get("header")?.get("member_id")?.as_u64()?;
-        if leader == 0 || leader != me {
-            return None;
+/// The pid of a started process.
+pub fn pid(m: &Member) -> Result<u32, String> {
+    m.pid().ok_or_else(|| format!("{} is not running", m.name))
+}
+
+/// CPU seconds used so far by one process.
+pub fn cpu_seconds(m: &Member) -> Result<f64, String> {
+    procfs::cpu_seconds(pid(m)?).map_err(|e| e.to_string())
+}
+
+/// Waits until `m` (a learner or the proxy) answers a linearizable read; an error naming
+/// `what`, with its log, if it exits or does not within `timeout`.
+fn wait_serving(
+    m: &mut Member,
+    what: &str,
+    loadgen: &Loadgen,
+    dir: &Path,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = m.proc.as_mut().and_then(|p| p.exited()) {
+            return Err(format!(
+                "{what} exited ({status}); log {}:\n{}",
+                m.log.display(),
+                tail(&m.log, 15)
+            ));
         }
-        let endpoint = entry.get("Endpoint")?.as_str()?;
-        let endpoint = endpoint.strip_prefix("http://").unwrap_or(endpoint);
-        endpoints.iter().position(|e| e == endpoint)
-    })
+        match loadgen.probe(&m.endpoint(), &dir.join(format!("probe-{}", m.name))) {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!(
+                    "{what} not serving linearizable reads within {} s: {e}; log {}:\n{}",
+                    timeout.as_secs(),
+                    m.log.display(),
+                    tail(&m.log, 15)
+                ));
+            }
+            // Poll interval of the wait (each probe starts a loadgen process).
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
 }
 
 /// Whether a server log line reports a warning, an error or a panic. Matches mango's tracing
@@ -423,26 +366,6 @@ fn indent(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn free_ports_are_distinct() {
-        let mut p = free_ports(6).unwrap();
-        p.sort_unstable();
-        p.dedup();
-        assert_eq!(p.len(), 6);
-    }
-
-    #[test]
-    fn leader_is_the_member_that_names_itself() {
-        let eps = ["127.0.0.1:1".to_owned(), "127.0.0.1:2".to_owned()];
-        let json = r#"[{"Endpoint":"127.0.0.1:1","Status":{"header":{"member_id":7},"leader":9}},
-            {"Endpoint":"http://127.0.0.1:2","Status":{"header":{"member_id":9},"leader":9}}]"#;
-        assert_eq!(leader_of(json, &eps), Some(1));
-        let none = r#"[{"Endpoint":"127.0.0.1:1","Status":{"header":{"member_id":7},"leader":0}}]"#;
-        assert_eq!(leader_of(none, &eps), None);
-        assert_eq!(leader_of("", &eps), None);
-        assert_eq!(leader_of("[{}]", &eps), None);
-    }
 
     #[test]
     fn trouble_lines_of_both_log_formats() {

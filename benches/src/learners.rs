@@ -9,18 +9,14 @@
 //! CPU (utime+stime from `/proc`) over the run is the figure that matters, with its idle CPU
 //! measured just before so what the reads cost it shows apart from heartbeats and ticks.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::children::Proc;
-use crate::cluster::{Cluster, System, is_trouble, strip_ansi, tail};
+use crate::cluster::{self, Cluster, System, is_trouble, strip_ansi};
 use crate::learners_report::{self, ReadRun, Row};
-use crate::loadgen::Loadgen;
-use crate::{Prepared, check_bin, procfs, snapshot_bin, target_dir, workloads};
+use crate::{Prepared, check_bin, snapshot_bin, target_dir, workloads};
 
 /// Flags of `mango-bench learners` (the shared ones, like --rounds and --scale, also apply).
 #[derive(Debug, Args)]
@@ -78,93 +74,6 @@ pub fn upstreams_for(k: usize, followers: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// One running learner; killed when dropped.
-#[derive(Debug)]
-pub struct Learner {
-    pub name: String,
-    client_port: u16,
-    data_dir: PathBuf,
-    pub proc: Proc,
-}
-
-impl Learner {
-    pub fn endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.client_port)
-    }
-
-    /// Starts `mango-learner` following `upstreams` and waits until it answers a
-    /// linearizable read (a read index from upstream, then applied up to it).
-    pub fn start(
-        bin: &Path,
-        dir: &Path,
-        name: &str,
-        upstreams: &[String],
-        loadgen: &Loadgen,
-        timeout: Duration,
-    ) -> Result<Learner, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(|e| format!("no free loopback port: {e}"))?;
-        let data_dir = dir.join(name);
-        let log_path = dir.join(format!("{name}.log"));
-        let log =
-            File::create(&log_path).map_err(|e| format!("creating {}: {e}", log_path.display()))?;
-        let log2 = log
-            .try_clone()
-            .map_err(|e| format!("{}: {e}", log_path.display()))?;
-        let url = format!("http://127.0.0.1:{port}");
-        let mut cmd = Command::new(bin);
-        cmd.args(["--name", name])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--listen-client-urls", &url])
-            .args(["--upstream", &upstreams.join(",")])
-            // Loopback benchmark: the voters serve development certificates.
-            .arg("--insecure-skip-upstream-verify")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
-        let proc = Proc::spawn(&format!("mango {name}"), &mut cmd, log_path)?;
-        let mut learner = Learner {
-            name: name.to_owned(),
-            client_port: port,
-            data_dir,
-            proc,
-        };
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = learner.proc.exited() {
-                return Err(format!(
-                    "learner {name} exited ({status}); log {}:\n{}",
-                    learner.proc.log.display(),
-                    tail(&learner.proc.log, 15)
-                ));
-            }
-            let probe = loadgen.probe(&learner.endpoint(), &dir.join(format!("probe-{name}")));
-            match probe {
-                Ok(()) => return Ok(learner),
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(format!(
-                        "learner {name} not serving linearizable reads within {} s: {e}; log \
-                         {}:\n{}",
-                        timeout.as_secs(),
-                        learner.proc.log.display(),
-                        tail(&learner.proc.log, 15)
-                    ));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        }
-    }
-
-    pub fn stop(mut self) {
-        self.proc.kill();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
 /// Everything one round needs.
 struct Bench<'a> {
     p: &'a Prepared,
@@ -210,7 +119,6 @@ impl Bench<'_> {
         &self,
         round: u32,
         cluster: &mut Cluster,
-        learners: &mut [Learner],
         targets: &str,
         rows: &mut [&mut Row],
         dir: &Path,
@@ -233,7 +141,7 @@ impl Bench<'_> {
                 run.notes.push(format!("idle CPU: {e}"));
             }
             let voters_before = cluster.cpu_seconds_each();
-            let learners_before = learners_cpu(learners);
+            let learners_before = learners_cpu(cluster);
             let result = self.p.setup.loadgen.run(
                 targets,
                 &read_args(self.reads, &row.consistency),
@@ -241,7 +149,7 @@ impl Bench<'_> {
                 self.p.setup.workload_timeout,
             );
             let voters_after = cluster.cpu_seconds_each();
-            let learners_after = learners_cpu(learners);
+            let learners_after = learners_cpu(cluster);
             match result {
                 Ok(r) => run.report = Some(r),
                 Err(e) => run.failure = Some(e),
@@ -249,8 +157,8 @@ impl Bench<'_> {
             if let Some(dead) = cluster.dead_member() {
                 run.notes.push(format!("a voter died: {dead}"));
             }
-            for l in learners.iter_mut() {
-                if let Some(status) = l.proc.exited() {
+            for l in cluster.inner.learners.iter_mut() {
+                if let Some(status) = l.proc.as_mut().and_then(|p| p.exited()) {
                     run.notes
                         .push(format!("learner {} exited ({status})", l.name));
                 }
@@ -264,7 +172,7 @@ impl Bench<'_> {
                 }
                 (Err(e), _) | (_, Err(e)) => run.notes.push(format!("voters' CPU: {e}")),
             }
-            if !learners.is_empty() {
+            if !cluster.inner.learners.is_empty() {
                 match (learners_before, learners_after) {
                     (Ok(a), Ok(b)) => run.learners_cpu_s = Some(b - a),
                     (Err(e), _) | (_, Err(e)) => run.notes.push(format!("learners' CPU: {e}")),
@@ -273,7 +181,8 @@ impl Bench<'_> {
             match (&leader, cluster.leader(&self.etcdctl)) {
                 (Ok(a), Ok(b)) if *a != b => run.notes.push(format!(
                     "leadership moved from {} to {} during the run",
-                    cluster.members[*a].name, cluster.members[b].name
+                    cluster.members()[*a].name,
+                    cluster.members()[b].name
                 )),
                 (Ok(_), Err(e)) => run.notes.push(format!("leader after the run: {e}")),
                 _ => {}
@@ -313,8 +222,8 @@ impl Bench<'_> {
         self.preload(&cluster, &dir)?;
         let targets = cluster.endpoints();
         let mut mine: Vec<&mut Row> = rows.iter_mut().filter(|r| r.learners.is_none()).collect();
-        self.measure(round, &mut cluster, &mut [], &targets, &mut mine, &dir);
-        let logs = member_logs(&cluster);
+        self.measure(round, &mut cluster, &targets, &mut mine, &dir);
+        let logs = cluster.logs();
         cluster.stop();
         self.collect_logs(round, System::Etcd, &logs);
         Ok(())
@@ -331,46 +240,30 @@ impl Bench<'_> {
             &dir,
             &setup.loadgen,
             setup.health_timeout,
-            true,
+            |b| b.logstream().learner_bin(&self.learner_bin),
         )?;
         self.preload(&cluster, &dir)?;
         let leader = cluster.leader(&self.etcdctl)?;
         let followers: Vec<String> = cluster
-            .members
+            .members()
             .iter()
             .enumerate()
             .filter(|&(i, _)| i != leader)
-            .filter_map(|(_, m)| m.logstream_addr())
+            .map(|(_, m)| m.stream_addr())
             .collect();
-        let mut learners: Vec<Learner> = Vec::new();
         let mut outcome = Ok(());
         for k in 0..=max {
             if k > 0 {
-                let name = format!("l{k}");
                 let ups = upstreams_for(k as usize - 1, &followers);
-                match Learner::start(
-                    &self.learner_bin,
-                    &dir,
-                    &name,
-                    &ups,
-                    &setup.loadgen,
-                    setup.health_timeout,
-                ) {
-                    Ok(l) => learners.push(l),
-                    Err(e) => {
-                        outcome = Err(e);
-                        break;
-                    }
+                if let Err(e) = cluster.add_learner(&ups, &setup.loadgen, setup.health_timeout) {
+                    outcome = Err(e);
+                    break;
                 }
             }
             let targets = if k == 0 {
                 cluster.endpoints()
             } else {
-                learners
-                    .iter()
-                    .map(Learner::endpoint)
-                    .collect::<Vec<_>>()
-                    .join(",")
+                cluster.inner.learner_endpoints()
             };
             eprintln!(
                 "[round {round}] mango, reads on {}",
@@ -381,44 +274,22 @@ impl Bench<'_> {
             let sub = dir.join(format!("k{k}"));
             std::fs::create_dir_all(&sub)
                 .map_err(|e| format!("creating {}: {e}", sub.display()))?;
-            self.measure(
-                round,
-                &mut cluster,
-                &mut learners,
-                &targets,
-                &mut mine,
-                &sub,
-            );
+            self.measure(round, &mut cluster, &targets, &mut mine, &sub);
         }
-        let mut logs = member_logs(&cluster);
-        logs.extend(
-            learners
-                .iter()
-                .map(|l| (l.name.clone(), l.proc.log.clone())),
-        );
-        for l in learners {
-            l.stop();
-        }
+        let logs = cluster.logs();
         cluster.stop();
         self.collect_logs(round, System::Mango, &logs);
         outcome
     }
 }
 
-/// Name and log file of every member.
-pub fn member_logs(cluster: &Cluster) -> Vec<(String, PathBuf)> {
+/// CPU seconds used so far by all of the cluster's learners together.
+fn learners_cpu(cluster: &Cluster) -> Result<f64, String> {
     cluster
-        .members
+        .inner
+        .learners
         .iter()
-        .map(|m| (m.name.clone(), m.proc.log.clone()))
-        .collect()
-}
-
-/// CPU seconds used so far by all `learners` together.
-fn learners_cpu(learners: &[Learner]) -> Result<f64, String> {
-    learners
-        .iter()
-        .map(|l| procfs::cpu_seconds(l.proc.pid()).map_err(|e| format!("{}: {e}", l.name)))
+        .map(|l| cluster::cpu_seconds(l).map_err(|e| format!("{}: {e}", l.name)))
         .sum()
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::children::Proc;
+use mango_testkit::proc::Proc;
 
 /// The fields of loadgen's JSON line the benchmark uses.
 #[derive(Debug, Clone, PartialEq)]

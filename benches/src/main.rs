@@ -11,7 +11,6 @@
 
 #![forbid(unsafe_code)]
 
-mod children;
 mod cluster;
 mod learners;
 mod learners_report;
@@ -559,7 +558,7 @@ fn run_comparison(p: &Prepared, only: &[String]) -> Result<bool, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(e) = children::install_handlers() {
+    if let Err(e) = mango_testkit::proc::install_handlers() {
         eprintln!("mango-bench: {e}");
         return ExitCode::FAILURE;
     }
@@ -574,7 +573,7 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     };
-    children::kill_all();
+    mango_testkit::proc::kill_all();
     code
 }
 

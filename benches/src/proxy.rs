@@ -11,17 +11,12 @@
 //! reset before each run) are read too; so are the learner's and the voters' CPU, which show
 //! where the requests went.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::children::Proc;
-use crate::cluster::{Cluster, System, free_ports, is_trouble, strip_ansi, tail};
-use crate::learners::{Learner, member_logs, upstreams_for};
-use crate::loadgen::Loadgen;
+use crate::cluster::{self, Cluster, System, is_trouble, strip_ansi};
+use crate::learners::upstreams_for;
 use crate::proxy_report::{self, Facts, Path as Via, Row, Run, Target};
 use crate::{Prepared, check_bin, procfs, snapshot_bin, target_dir, workloads};
 
@@ -123,71 +118,6 @@ pub fn all(scale: f64, smoke: bool) -> Vec<Workload> {
     ]
 }
 
-/// The running proxy; killed when dropped.
-struct Proxy {
-    port: u16,
-    proc: Proc,
-}
-
-impl Proxy {
-    fn endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Starts `mango-proxy` over `voters` and `learners` (host:port lists) and waits until a
-    /// linearizable read through it succeeds (so it has found the leader).
-    fn start(
-        bin: &Path,
-        dir: &Path,
-        voters: &str,
-        learners: &str,
-        loadgen: &Loadgen,
-        timeout: Duration,
-    ) -> Result<Proxy, String> {
-        let port = free_ports(1)?[0];
-        let log_path = dir.join("proxy.log");
-        let log =
-            File::create(&log_path).map_err(|e| format!("creating {}: {e}", log_path.display()))?;
-        let log2 = log
-            .try_clone()
-            .map_err(|e| format!("{}: {e}", log_path.display()))?;
-        let mut cmd = Command::new(bin);
-        cmd.args(["--listen-client-urls", &format!("http://127.0.0.1:{port}")])
-            .args(["--voters", voters])
-            .args(["--learners", learners])
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
-        let mut proxy = Proxy {
-            port,
-            proc: Proc::spawn("mango-proxy", &mut cmd, log_path)?,
-        };
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = proxy.proc.exited() {
-                return Err(format!(
-                    "mango-proxy exited ({status}); log {}:\n{}",
-                    proxy.proc.log.display(),
-                    tail(&proxy.proc.log, 15)
-                ));
-            }
-            match loadgen.probe(&proxy.endpoint(), &dir.join("probe-proxy")) {
-                Ok(()) => return Ok(proxy),
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(format!(
-                        "mango-proxy not answering within {} s: {e}; log {}:\n{}",
-                        timeout.as_secs(),
-                        proxy.proc.log.display(),
-                        tail(&proxy.proc.log, 15)
-                    ));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        }
-    }
-}
-
 /// Everything the rounds share.
 struct Bench<'a> {
     p: &'a Prepared,
@@ -198,19 +128,17 @@ struct Bench<'a> {
     log_notes: Vec<String>,
 }
 
-/// What one round has running.
+/// What one round has running: the voters, one learner and the proxy.
 struct Deployment {
     cluster: Cluster,
-    learner: Learner,
-    proxy: Proxy,
 }
 
 impl Deployment {
     fn endpoints(&self, via: Via, target: Target) -> String {
         match (via, target) {
-            (Via::Proxy, _) => self.proxy.endpoint(),
+            (Via::Proxy, _) => self.cluster.inner.proxy_endpoint(),
             (Via::Direct, Target::Voters) => self.cluster.endpoints(),
-            (Via::Direct, Target::Learner) => self.learner.endpoint(),
+            (Via::Direct, Target::Learner) => self.cluster.inner.learner_endpoints(),
         }
     }
 }
@@ -220,13 +148,17 @@ impl Bench<'_> {
     /// key the range workloads read.
     fn deploy(&self, dir: &Path) -> Result<Deployment, String> {
         let setup = &self.p.setup;
-        let cluster = Cluster::start_with(
+        let mut cluster = Cluster::start_with(
             System::Mango,
             &setup.voter_bin,
             dir,
             &setup.loadgen,
             setup.health_timeout,
-            true,
+            |b| {
+                b.logstream()
+                    .learner_bin(&self.learner_bin)
+                    .proxy_bin(&self.proxy_bin)
+            },
         )?;
         let r = setup.loadgen.run(
             &cluster.endpoints(),
@@ -242,33 +174,19 @@ impl Bench<'_> {
         }
         let leader = cluster.leader(&self.etcdctl)?;
         let followers: Vec<String> = cluster
-            .members
+            .members()
             .iter()
             .enumerate()
             .filter(|&(i, _)| i != leader)
-            .filter_map(|(_, m)| m.logstream_addr())
+            .map(|(_, m)| m.stream_addr())
             .collect();
-        let learner = Learner::start(
-            &self.learner_bin,
-            dir,
-            "l1",
+        cluster.add_learner(
             &upstreams_for(0, &followers),
             &setup.loadgen,
             setup.health_timeout,
         )?;
-        let proxy = Proxy::start(
-            &self.proxy_bin,
-            dir,
-            &cluster.endpoints(),
-            &learner.endpoint(),
-            &setup.loadgen,
-            setup.health_timeout,
-        )?;
-        Ok(Deployment {
-            cluster,
-            learner,
-            proxy,
-        })
+        cluster.start_proxy(&setup.loadgen, setup.health_timeout)?;
+        Ok(Deployment { cluster })
     }
 
     /// Runs `w` once `via` the proxy or directly.
@@ -277,7 +195,13 @@ impl Bench<'_> {
             round,
             ..Default::default()
         };
-        let proxy_pid = d.proxy.proc.pid();
+        let proxy_pid = match cluster::pid(d.cluster.inner.proxy()) {
+            Ok(pid) => pid,
+            Err(e) => {
+                run.failure = Some(e);
+                return run;
+            }
+        };
         if via == Via::Proxy
             && let Err(e) = procfs::reset_peak_rss(proxy_pid)
         {
@@ -286,8 +210,8 @@ impl Bench<'_> {
         }
         let cpu = |d: &Deployment| {
             let proxy = procfs::cpu_seconds(proxy_pid).map_err(|e| format!("proxy: {e}"))?;
-            let learner =
-                procfs::cpu_seconds(d.learner.proc.pid()).map_err(|e| format!("learner: {e}"))?;
+            let learner = cluster::cpu_seconds(&d.cluster.inner.learners[0])
+                .map_err(|e| format!("learner: {e}"))?;
             Ok::<_, String>((proxy, learner, d.cluster.cpu_seconds()?))
         };
         let before = cpu(d);
@@ -305,10 +229,11 @@ impl Bench<'_> {
         if let Some(dead) = d.cluster.dead_member() {
             run.notes.push(format!("a voter died: {dead}"));
         }
-        if let Some(status) = d.learner.proc.exited() {
+        let inner = &mut d.cluster.inner;
+        if let Some(status) = inner.learners[0].proc.as_mut().and_then(|p| p.exited()) {
             run.notes.push(format!("the learner exited ({status})"));
         }
-        if let Some(status) = d.proxy.proc.exited() {
+        if let Some(status) = inner.proxy.as_mut().and_then(|p| p.proc.as_mut()?.exited()) {
             run.notes.push(format!("the proxy exited ({status})"));
         }
         match (before, after) {
@@ -350,17 +275,8 @@ impl Bench<'_> {
                 row.runs_mut(via).push(run);
             }
         }
-        let mut logs = member_logs(&d.cluster);
-        logs.push((d.learner.name.clone(), d.learner.proc.log.clone()));
-        logs.push(("proxy".into(), d.proxy.proc.log.clone()));
-        let Deployment {
-            cluster,
-            learner,
-            mut proxy,
-        } = d;
-        proxy.proc.kill();
-        learner.stop();
-        cluster.stop();
+        let logs = d.cluster.logs();
+        d.cluster.stop();
         for (name, path) in logs {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let bad: Vec<&str> = text.lines().filter(|l| is_trouble(l)).collect();

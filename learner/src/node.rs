@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mango_api::{EtcdNode, NodeError, NodeStatus, ReadIndexBatcher};
-use mango_proto::etcdserverpb::alarm_request::AlarmAction;
 use mango_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
     LeaseTimeToLiveRequest, Member, MemberAddRequest, MemberPromoteRequest, MemberRemoveRequest,
@@ -390,15 +389,11 @@ impl EtcdNode for LearnerNode {
         self.log.store().snapshot_reader(GROUP).map_err(backend)
     }
 
-    async fn disarm(&self, alarm: AlarmMember) -> Result<(), NodeError> {
+    async fn change_alarm(&self, request: AlarmRequest) -> Result<(), NodeError> {
         self.voters
             .maintenance()
             .await?
-            .alarm(AlarmRequest {
-                action: AlarmAction::Deactivate as i32,
-                member_id: alarm.member_id,
-                alarm: alarm.alarm,
-            })
+            .alarm(request)
             .await
             .map_err(forwarded)?;
         Ok(())

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use mango_checker::{Op, Operation, Xorshift, bound_unknown_writes, check_register, jepsen_secs};
 use mango_proto::etcdserverpb::PutRequest;
-use mango_testkit::{Deployment, get, kv, wait_value};
+use mango_testkit::{Cluster, get, kv, wait_value};
 
 const KEYS: u64 = 3;
 const CLIENTS: usize = 4;
@@ -117,16 +117,9 @@ async fn client(
     counts
 }
 
-fn signal(pid: u32, sig: &str) {
-    let _ = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_on_learners_stay_linearizable_through_kills_and_pauses() {
-    let mut d = Deployment::start(&[]);
-    d.wait_leader();
+    let mut d = Cluster::start_tiered(&[]);
     // Each learner follows a different voter's log stream.
     let (up1, up2) = (d.voters[0].stream_addr(), d.voters[1].stream_addr());
     d.add_learner(&up1, &[]);
@@ -142,7 +135,7 @@ async fn reads_on_learners_stay_linearizable_through_kills_and_pauses() {
         )
         .await;
     }
-    d.start_proxy(&[]).await;
+    d.start_proxy(&[]);
 
     let secs = jepsen_secs(8);
     let start = Instant::now();
@@ -162,7 +155,8 @@ async fn reads_on_learners_stay_linearizable_through_kills_and_pauses() {
         })
         .collect();
 
-    // The nemesis: one fault at a time, each healed before the next.
+    // The nemesis: one fault at a time, each healed before the next; the sleeps pace it
+    // (calm, then each fault lasting a while).
     let mut round = 0usize;
     let mut faults: BTreeMap<&str, usize> = BTreeMap::new();
     while Instant::now() + Duration::from_secs(2) < until {
@@ -177,19 +171,16 @@ async fn reads_on_learners_stay_linearizable_through_kills_and_pauses() {
             }
             1 => {
                 let l = (round / 3 + 1) % 2;
-                let pid = d.learners[l].child.as_ref().map(|c| c.id());
-                if let Some(pid) = pid {
-                    signal(pid, "-STOP");
-                    tokio::time::sleep(Duration::from_millis(800)).await;
-                    signal(pid, "-CONT");
-                    *faults.entry("learner pause").or_default() += 1;
-                }
+                d.learners[l].signal("STOP");
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                d.learners[l].signal("CONT");
+                *faults.entry("learner pause").or_default() += 1;
             }
             _ => {
                 let leader = tokio::task::block_in_place(|| d.wait_leader());
-                d.kill_voter(leader);
+                d.kill(leader);
                 tokio::time::sleep(Duration::from_millis(1000)).await;
-                d.spawn_voter(leader);
+                d.spawn(leader);
                 *faults.entry("leader kill -9").or_default() += 1;
             }
         }
@@ -222,7 +213,7 @@ async fn reads_on_learners_stay_linearizable_through_kills_and_pauses() {
             panic!(
                 "tiers/{key}: {}; logs in {}; history:\n{:#?}",
                 e.explain(&ops),
-                d.dir.path().display(),
+                d.path().display(),
                 shown
             );
         }

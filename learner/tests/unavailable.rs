@@ -3,15 +3,13 @@
 //! `Unavailable` only.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Deployment, get, kv, put, wait_value};
+use mango_testkit::{Cluster, get, kv, put, wait_value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_linearizable_read_during_an_election_is_unavailable() {
-    let mut d = Deployment::start(&["--heartbeat-interval", "50", "--election-timeout", "500"]);
+    let mut d = Cluster::start_tiered(&["--heartbeat-interval", "50", "--election-timeout", "500"]);
     let leader = d.wait_leader();
     let follower = (leader + 1) % 3;
     let upstream = d.voters[follower].stream_addr();
@@ -25,8 +23,8 @@ async fn a_learner_linearizable_read_during_an_election_is_unavailable() {
 
     // The leader and the other follower go: the learner's upstream stays up but campaigns
     // without a quorum, for as long as the test runs.
-    d.kill_voter(leader);
-    d.kill_voter((leader + 2) % 3);
+    d.kill(leader);
+    d.kill((leader + 2) % 3);
     let status = tokio::time::timeout(
         Duration::from_secs(15),
         get(&mut r, "k", "learner-linearizable"),

@@ -1,116 +1,42 @@
 //! Runs every workload of the built `mango-loadgen` against a real single-node etcd 3.4 and
 //! checks the JSON line it prints, and that the writes really landed.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
+use mango_testkit::{Cluster, Host};
 use serde_json::Value;
 
 const LOADGEN: &str = env!("CARGO_BIN_EXE_mango-loadgen");
 
-/// Finds an etcd binary: /usr/bin first, then PATH. Missing etcd fails the test loudly.
-fn tool(name: &str, package: &str) -> PathBuf {
-    let usr = Path::new("/usr/bin").join(name);
-    if usr.exists() {
-        return usr;
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.exists())
-    });
-    on_path.unwrap_or_else(|| {
-        panic!(
-            "{name} not found in /usr/bin or PATH: these tests drive a real etcd 3.4; install \
-             it with `apt-get install -y {package}`"
-        )
-    })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// A single-node etcd on loopback ports with a temporary data dir; killed (by pid) on drop,
-/// also when a test panics.
+/// A single-node etcd (mango-testkit's, on a loopback address of its own); killed (by pid)
+/// on drop, also when a test panics.
 struct Etcd {
-    child: Child,
+    cluster: Cluster,
     endpoint: String,
-    dir: tempfile::TempDir,
 }
 
 impl Etcd {
     fn start() -> Etcd {
-        let etcd = tool("etcd", "etcd-server");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (client, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("log file");
-        let child = Command::new(etcd)
-            .args(["--name", "t", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("t={peer_url}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .expect("etcd starts");
-        let etcd = Etcd {
-            child,
-            endpoint: format!("127.0.0.1:{client}"),
-            dir,
-        };
-        etcd.wait_ready();
-        etcd
+        let cluster = Cluster::etcd(1);
+        let endpoint = cluster.endpoints();
+        Etcd { cluster, endpoint }
     }
 
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let healthy = self
-                .etcdctl(&["endpoint", "health", "--command-timeout=1s"])
-                .map(|out| out.status.success())
-                .unwrap_or(false);
-            if healthy {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let log = std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
-        panic!("etcd did not become healthy within 20 s; its log:\n{log}");
-    }
-
-    fn etcdctl(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
-        Command::new(tool("etcdctl", "etcd-client"))
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoint))
-            .args(args)
-            .output()
+    fn etcdctl(&self, args: &[&str]) -> Output {
+        mango_testkit::etcdctl(&self.cluster.endpoints(), args)
     }
 
     /// The number of keys with `prefix` (Range count, as etcdctl reports it in JSON).
     fn count(&self, prefix: &str) -> u64 {
-        let out = self
-            .etcdctl(&[
-                "get",
-                prefix,
-                "--prefix",
-                "--keys-only",
-                "--limit=1",
-                "-w",
-                "json",
-            ])
-            .expect("etcdctl runs");
+        let out = self.etcdctl(&[
+            "get",
+            prefix,
+            "--prefix",
+            "--keys-only",
+            "--limit=1",
+            "-w",
+            "json",
+        ]);
         assert!(out.status.success(), "etcdctl get failed: {out:?}");
         let v: Value = serde_json::from_slice(&out.stdout).expect("etcdctl prints JSON");
         v["count"].as_u64().unwrap_or(0)
@@ -135,13 +61,6 @@ impl Etcd {
             "exactly one JSON line expected, got {stdout:?}"
         );
         serde_json::from_str(lines[0]).expect("valid JSON")
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -274,7 +193,7 @@ fn every_workload_runs_cleanly_against_etcd() {
     // lease-keepalive: round trips on keep-alive streams; leases are revoked afterwards.
     let v = etcd.loadgen(&["lease-keepalive", "--total", "200", "--clients", "4"]);
     assert_clean(&v, "lease-keepalive", 200);
-    let leases = etcd.etcdctl(&["lease", "list"]).expect("etcdctl runs");
+    let leases = etcd.etcdctl(&["lease", "list"]);
     let listed = String::from_utf8_lossy(&leases.stdout);
     assert!(listed.contains("found 0 leases"), "{listed}");
 
@@ -288,11 +207,12 @@ fn every_workload_runs_cleanly_against_etcd() {
 
 #[test]
 fn unreachable_endpoint_exits_1_with_a_clear_message() {
-    let port = free_port();
+    // An address of our own that nothing listens on.
+    let nobody = Host::reserve();
     let out = Command::new(LOADGEN)
         .args([
             "--endpoints",
-            &format!("127.0.0.1:{port}"),
+            &nobody.client_endpoint(),
             "put",
             "--total",
             "1",

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{GROUP, Server, dev_tls, init_tracing, localhost0};
+use common::{GROUP, Server, dev_tls, dev_tls_for, init_tracing, localhost0, restart};
 use mango_logstream::{
-    LogEntry, LogSource, LogStreamError, ReadIndexClient, ServerTls, SnapshotSource, SourceError,
-    Stamp,
+    LogEntry, LogSource, LogStreamError, ReadIndexClient, SnapshotSource, SourceError, Stamp,
 };
+use mango_testkit::Host;
+use mango_testkit::net::LOGSTREAM_PORT;
 use tokio::sync::watch;
 
 /// Answers read indexes only: group 0 with a counter, others `NotFound`.
@@ -95,29 +96,16 @@ async fn many_concurrent_callers_share_one_client() {
 async fn the_client_reconnects_after_the_server_restarts() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let (server_tls, client_tls) = dev_tls(dir.path());
-    let server = Server::start(localhost0(), server_tls, counter()).await;
+    // An address of its own, so nothing else can take the port while the server is down.
+    let host = Host::reserve();
+    let (server_tls, client_tls) = dev_tls_for(dir.path(), &[host.ip().to_string()]);
+    let server = Server::start(host.addr(LOGSTREAM_PORT), server_tls, counter()).await;
     let addr = server.addr;
     let client = ReadIndexClient::new(vec![addr], client_tls);
     assert_eq!(client.read_index(GROUP).await.unwrap(), 1001);
     server.stop().await;
 
-    let start = Instant::now();
-    let server = loop {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let tls = ServerTls::dev(dir.path(), &[]).unwrap();
-        match mango_logstream::serve(addr, tls, counter(), async move {
-            let _ = rx.await;
-        })
-        .await
-        {
-            Ok((_, task)) => break Server::adopt(addr, tx, task),
-            Err(e) => {
-                assert!(start.elapsed() < Duration::from_secs(5), "rebind: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
+    let server = restart(addr, dir.path(), counter()).await;
     // The old connection was closed by the server; the client notices and reconnects.
     assert_eq!(client.read_index(GROUP).await.unwrap(), 1001);
     server.stop().await;

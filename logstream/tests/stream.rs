@@ -8,8 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{Follower, GROUP, MemLog, Server, dev_tls, init_tracing, localhost0, wait_until};
+use common::{
+    Follower, GROUP, MemLog, Server, dev_tls, dev_tls_for, init_tracing, localhost0, restart,
+    wait_until,
+};
 use mango_logstream::{BATCH_BYTES, LogSource, ServerTls};
+use mango_testkit::Host;
+use mango_testkit::net::LOGSTREAM_PORT;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -17,10 +22,12 @@ const LIMIT: Duration = Duration::from_secs(10);
 async fn entries_stream_in_order_and_resume_after_a_server_restart() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let (server_tls, client_tls) = dev_tls(dir.path());
+    // An address of its own, so nothing else can take the port while the server is down.
+    let host = Host::reserve();
+    let (server_tls, client_tls) = dev_tls_for(dir.path(), &[host.ip().to_string()]);
     let source = MemLog::leader();
     source.commit(500, 100);
-    let server = Server::start(localhost0(), server_tls, source.clone()).await;
+    let server = Server::start(host.addr(LOGSTREAM_PORT), server_tls, source.clone()).await;
     let addr = server.addr;
 
     let sink = MemLog::learner();
@@ -45,29 +52,6 @@ async fn entries_stream_in_order_and_resume_after_a_server_restart() {
     server.stop().await;
     // The sink asserts no gap and no duplicate on every append; the content matches too.
     assert_eq!(sink.history(), source.history());
-}
-
-/// Binds `addr` again (the old endpoint's socket may take a moment to be released).
-async fn restart(addr: std::net::SocketAddr, dir: &std::path::Path, source: Arc<MemLog>) -> Server {
-    let start = Instant::now();
-    loop {
-        let tls = ServerTls::dev(dir, &[]).unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        match mango_logstream::serve(addr, tls, source.clone(), async move {
-            let _ = rx.await;
-        })
-        .await
-        {
-            Ok((_, task)) => {
-                // Hand the running server to the helper type by stopping through it.
-                return Server::adopt(addr, tx, task);
-            }
-            Err(e) => {
-                assert!(start.elapsed() < LIMIT, "cannot rebind {addr}: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
 }
 
 #[tokio::test]
@@ -165,12 +149,15 @@ async fn stamps_arrive_while_idle_with_a_sane_age() {
     let follower = Follower::start(vec![server.addr], client_tls, sink.clone());
     wait_until(LIMIT, "the entries", || sink.last_index() == 5).await;
 
+    // One per 100 ms while idle: at least 3 within 600 ms (timers on a busy 2-core
+    // machine may slip a little).
     let before = sink.stamps.lock().unwrap().len();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    wait_until(Duration::from_millis(600), "3 stamps while idle", || {
+        sink.stamps.lock().unwrap().len() >= before + 3
+    })
+    .await;
     let stamps = sink.stamps.lock().unwrap().clone();
     let idle = &stamps[before..];
-    // One per 100 ms while idle (timers on a busy 2-core machine may slip a little).
-    assert!(idle.len() >= 3, "only {} stamps in 600 ms", idle.len());
     for (stamp, _) in idle {
         assert_eq!(stamp.commit, 5);
         // A leader stamps with age 0; what arrives is aged by the (loopback) transit only.
@@ -182,7 +169,8 @@ async fn stamps_arrive_while_idle_with_a_sane_age() {
         assert!(gap < Duration::from_millis(400), "stamp gap {gap:?}");
     }
     // A learner re-serving the stamp reports it aged by the time since it arrived (nothing
-    // else runs between these lines on this single-threaded runtime).
+    // else runs between these lines on this single-threaded runtime). The pause is the
+    // test: time for the stamp to age by.
     tokio::time::sleep(Duration::from_millis(30)).await;
     let (last, at) = *sink.stamps.lock().unwrap().last().unwrap();
     let forwarded = LogSource::stamp(&*sink, GROUP).unwrap();
@@ -214,7 +202,17 @@ async fn a_large_backlog_streams_with_bounded_memory() {
     let sink = MemLog::learner();
     sink.hold.store(true, Ordering::Relaxed);
     let follower = Follower::start(vec![server.addr], client_tls, sink.clone());
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Until the server stalls: what it read from the source stays put (as it does once it
+    // read everything, if it does not stall).
+    let (mut last, mut since) = (0, Instant::now());
+    wait_until(LIMIT, "the server to stop reading ahead", || {
+        let served = source.served.load(Ordering::Relaxed);
+        if served != last {
+            (last, since) = (served, Instant::now());
+        }
+        served > 0 && since.elapsed() >= Duration::from_millis(300)
+    })
+    .await;
     let served = source.served.load(Ordering::Relaxed);
     let ahead_bytes = served as usize * SIZE;
     eprintln!("a stalled sink: the server read {ahead_bytes} bytes ahead");

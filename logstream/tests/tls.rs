@@ -65,6 +65,7 @@ async fn a_ca_issued_certificate_is_trusted_and_another_ca_is_refused() {
     // A follower that does not trust the server gets nothing.
     let sink = MemLog::learner();
     let follower = Follower::start(vec![server.addr], other, sink.clone());
+    // The test: a window in which nothing may arrive (the absence of an event).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.last_index(), 0);
     follower.stop().await;

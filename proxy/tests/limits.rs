@@ -4,46 +4,29 @@
 //! stream frees its place.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use std::time::Duration;
 
-use std::io::{Read as _, Write as _};
-use std::time::{Duration, Instant};
-
-use common::{Deployment, free_port, get, kv, put};
 use mango_proto::etcdserverpb::lease_client::LeaseClient;
 use mango_proto::etcdserverpb::watch_client::WatchClient;
 use mango_proto::etcdserverpb::watch_request::RequestUnion;
 use mango_proto::etcdserverpb::{
     LeaseKeepAliveRequest, WatchCreateRequest, WatchRequest, WatchResponse,
 };
+use mango_testkit::{Cluster, get, kv, put, wait_until};
 use tokio::sync::mpsc;
 use tonic::Streaming;
 use tonic::transport::Channel;
 
-fn metric(port: u16, name: &str) -> u64 {
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-async fn wait_metric(port: u16, name: &str, want: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(port, name) != want {
-        assert!(
-            Instant::now() < deadline,
-            "{name} = {}, want {want}",
-            metric(port, name)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Waits until the proxy's metric `name` is `want`.
+fn wait_metric(d: &Cluster, name: &str, want: u64) {
+    wait_until(
+        Duration::from_secs(10),
+        format_args!("{name} = {want}"),
+        || {
+            let v = d.proxy_metric(name);
+            if v == want { Ok(()) } else { Err(v) }
+        },
+    );
 }
 
 type Watch = (mpsc::Sender<WatchRequest>, Streaming<WatchResponse>);
@@ -70,17 +53,13 @@ async fn watch(ch: &Channel, key: &str) -> Result<Watch, tonic::Status> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_have_their_own_limit_held_for_their_life() {
-    let mut d = Deployment::start(&[]);
-    let mport = free_port();
+    let mut d = Cluster::start_tiered(&[]);
     d.start_proxy(&[
-        "--listen-metrics-addr",
-        &format!("127.0.0.1:{mport}"),
         "--max-concurrent-streams",
         "2",
         "--max-concurrent-requests",
         "1",
-    ])
-    .await;
+    ]);
     let ch = Channel::from_shared(format!("http://{}", d.proxy_endpoint()))
         .unwrap()
         .connect()
@@ -88,7 +67,7 @@ async fn streams_have_their_own_limit_held_for_their_life() {
         .unwrap();
     let first = watch(&ch, "lim/a").await.expect("first stream");
     let mut second = watch(&ch, "lim/b").await.expect("second stream");
-    assert_eq!(metric(mport, "mango_proxy_streams_open"), 2);
+    assert_eq!(d.proxy_metric("mango_proxy_streams_open"), 2);
 
     // A third stream is refused at once, as etcd refuses when overloaded.
     let Err(refused) = watch(&ch, "lim/c").await else {
@@ -108,7 +87,7 @@ async fn streams_have_their_own_limit_held_for_their_life() {
         panic!("a keep-alive stream counts too");
     };
     assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
-    assert_eq!(metric(mport, "mango_proxy_streams_shed_total"), 2);
+    assert_eq!(d.proxy_metric("mango_proxy_streams_shed_total"), 2);
 
     // The open streams do not hold unary permits: a limit of one request is enough.
     let mut c = kv(&d.proxy_endpoint()).await;
@@ -116,7 +95,7 @@ async fn streams_have_their_own_limit_held_for_their_life() {
         put(&mut c, "lim/b", &format!("v{i}")).await;
         get(&mut c, "lim/b", "linearizable").await.unwrap();
     }
-    assert_eq!(metric(mport, "mango_proxy_shed_total"), 0);
+    assert_eq!(d.proxy_metric("mango_proxy_shed_total"), 0);
     let event = tokio::time::timeout(Duration::from_secs(10), second.1.message())
         .await
         .expect("an event in time")
@@ -126,7 +105,7 @@ async fn streams_have_their_own_limit_held_for_their_life() {
 
     // Closing a stream frees its place.
     drop(first);
-    wait_metric(mport, "mango_proxy_streams_open", 1).await;
+    wait_metric(&d, "mango_proxy_streams_open", 1);
     let (_tx, mut third) = watch(&ch, "lim/c").await.expect("room again");
     put(&mut c, "lim/c", "x").await;
     let event = tokio::time::timeout(Duration::from_secs(10), third.message())
@@ -135,5 +114,5 @@ async fn streams_have_their_own_limit_held_for_their_life() {
         .unwrap()
         .unwrap();
     assert_eq!(event.events[0].kv.as_ref().unwrap().value, b"x");
-    assert_eq!(metric(mport, "mango_proxy_streams_open"), 2);
+    assert_eq!(d.proxy_metric("mango_proxy_streams_open"), 2);
 }

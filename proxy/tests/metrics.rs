@@ -5,12 +5,11 @@
 //! metric the Grafana dashboard in `deploy/grafana/` queries is exported by some binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{Deployment, free_port, get, http_get, kv, put, sample, samples};
+use mango_testkit::metrics::{families, http_get, sample, samples};
+use mango_testkit::{Cluster, etcdctl, get, kv, put};
 
 /// etcd's names every voter must export.
 const VOTER_NAMES: &[&str] = &[
@@ -49,28 +48,19 @@ const PROXY_NAMES: &[&str] = &[
     "grpc_server_handled_total",
 ];
 
-fn page(port: u16) -> String {
+fn page(port: &str) -> String {
     let (status, body) = http_get(port, "/metrics").expect("scrape");
     assert_eq!(status, 200, "{body}");
     body
 }
 
-/// Families declared on a page (`# TYPE` lines).
-fn families(page: &str) -> BTreeSet<String> {
-    page.lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
-}
-
-fn value(port: u16, series: &str) -> f64 {
+fn value(port: &str, series: &str) -> f64 {
     let p = page(port);
     sample(&p, series).unwrap_or_else(|| panic!("no {series} on :{port}:\n{p}"))
 }
 
 /// Waits until `check` holds for the page at `port`.
-fn wait_page(port: u16, what: &str, timeout: Duration, check: impl Fn(&str) -> bool) {
+fn wait_page(port: &str, what: &str, timeout: Duration, check: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + timeout;
     loop {
         let p = page(port);
@@ -85,7 +75,7 @@ fn wait_page(port: u16, what: &str, timeout: Duration, check: impl Fn(&str) -> b
     }
 }
 
-fn check_version_and_health(port: u16) {
+fn check_version_and_health(port: &str) {
     let (status, body) = http_get(port, "/version").unwrap();
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).expect("/version is JSON");
@@ -96,7 +86,7 @@ fn check_version_and_health(port: u16) {
     }
 }
 
-fn wait_healthy(port: u16) {
+fn wait_healthy(port: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (status, body) = http_get(port, "/health").unwrap();
@@ -113,7 +103,7 @@ fn wait_healthy(port: u16) {
 }
 
 /// Waits for `/health` to answer 503 with `"health":"false"` and a reason containing `why`.
-fn wait_unhealthy(port: u16, why: &str) {
+fn wait_unhealthy(port: &str, why: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, body) = http_get(port, "/health").unwrap();
@@ -157,12 +147,12 @@ async fn every_binary_exports_etcd_names_and_values_move() {
     // Voters: etcd's names, one leader, values that move with puts.
     let leaders: f64 = voter_ports
         .iter()
-        .map(|&p| value(p, "etcd_server_is_leader"))
+        .map(|p| value(p, "etcd_server_is_leader"))
         .sum();
     assert_eq!(leaders, 1.0, "exactly one voter leads");
     let before: Vec<f64> = voter_ports
         .iter()
-        .map(|&p| value(p, "etcd_server_proposals_committed_total"))
+        .map(|p| value(p, "etcd_server_proposals_committed_total"))
         .collect();
     let mut c = kv(&d.voters[0].endpoint()).await;
     for i in 0..20 {
@@ -279,8 +269,8 @@ async fn every_binary_exports_etcd_names_and_values_move() {
     );
 
     // Quorum lost: the surviving voter reports no leader.
-    d.kill_voter(1);
-    d.kill_voter(2);
+    d.kill(1);
+    d.kill(2);
     wait_unhealthy(voter_ports[0], "no leader");
     assert_eq!(value(voter_ports[0], "etcd_server_has_leader"), 0.0);
     assert_eq!(http_get(voter_ports[0], "/livez").unwrap().0, 200);
@@ -322,9 +312,10 @@ fn dashboard_metrics() -> BTreeSet<String> {
 
 #[test]
 fn health_turns_false_on_nospace() {
-    let d = Deployment::start(&["--quota-backend-bytes", "200000"]);
-    let port = d.voters[0].metrics_port;
-    wait_healthy(port);
+    let d = Cluster::start_with(3, &["--quota-backend-bytes", "200000"]);
+    d.wait_leader();
+    let port = d.voters[0].metrics_addr();
+    wait_healthy(&port);
     let value = "x".repeat(20_000);
     let mut refused = false;
     for i in 0..200 {
@@ -337,6 +328,6 @@ fn health_turns_false_on_nospace() {
     }
     assert!(refused, "the quota was never hit");
     for v in &d.voters {
-        wait_unhealthy(v.metrics_port, "NOSPACE");
+        wait_unhealthy(&v.metrics_addr(), "NOSPACE");
     }
 }

@@ -2,16 +2,13 @@
 //! consistency level, a learner killed under read load, the leader killed under write load.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Deployment, get, kv, wait_value};
 use mango_proto::etcdserverpb::PutRequest;
+use mango_testkit::etcdctl::{Background, etcdctl_stdin};
+use mango_testkit::{Cluster, etcdctl, get, kv, wait_until_async, wait_value};
 
 fn text(out: &std::process::Output) -> String {
     format!(
@@ -27,104 +24,73 @@ fn json(out: &std::process::Output) -> serde_json::Value {
 
 /// The member id an endpoint reports in its Status header.
 fn member_id(endpoint: &str) -> u64 {
-    let out = Deployment::etcdctl_at(endpoint, &["endpoint", "status", "-w", "json"]);
+    let out = etcdctl(endpoint, &["endpoint", "status", "-w", "json"]);
     json(&out)[0]["Status"]["header"]["member_id"]
         .as_u64()
         .unwrap()
 }
 
-fn stream_addrs(d: &Deployment) -> String {
-    d.voters
-        .iter()
-        .map(|v| v.stream_addr())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_works_through_the_proxy_and_reads_are_routed_by_level() {
-    let mut d = Deployment::start(&[]);
-    let upstream = stream_addrs(&d);
+    let mut d = Cluster::start_tiered(&[]);
+    let upstream = d.stream_addrs();
     d.add_learner(&upstream, &[]);
-    d.start_proxy(&[]).await;
+    d.start_proxy(&[]);
+    let proxy = d.proxy_endpoint();
+    let ctl = |args: &[&str]| etcdctl(&proxy, args);
 
     // KV.
-    assert_eq!(text(&d.etcdctl(&["put", "foo", "bar"])).trim(), "OK");
-    assert_eq!(text(&d.etcdctl(&["get", "foo"])), "foo\nbar\n");
-    assert_eq!(text(&d.etcdctl(&["put", "foo2", "x"])).trim(), "OK");
-    assert_eq!(text(&d.etcdctl(&["del", "foo2"])).trim(), "1");
+    assert_eq!(text(&ctl(&["put", "foo", "bar"])).trim(), "OK");
+    assert_eq!(text(&ctl(&["get", "foo"])), "foo\nbar\n");
+    assert_eq!(text(&ctl(&["put", "foo2", "x"])).trim(), "OK");
+    assert_eq!(text(&ctl(&["del", "foo2"])).trim(), "1");
 
     // Txn (etcdctl reads it from stdin).
-    let mut txn = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", d.proxy_endpoint()))
-        .arg("txn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    txn.stdin
-        .take()
-        .unwrap()
-        .write_all(b"value(\"foo\") = \"bar\"\n\nput t1 yes\n\nput t1 no\n\n")
-        .unwrap();
-    let out = txn.wait_with_output().unwrap();
-    assert!(text(&out).starts_with("SUCCESS"), "{}", text(&out));
-    assert_eq!(
-        text(&d.etcdctl(&["get", "t1", "--print-value-only"])),
-        "yes\n"
+    let out = etcdctl_stdin(
+        &proxy,
+        &["txn"],
+        b"value(\"foo\") = \"bar\"\n\nput t1 yes\n\nput t1 no\n\n",
     );
+    assert!(text(&out).starts_with("SUCCESS"), "{}", text(&out));
+    assert_eq!(text(&ctl(&["get", "t1", "--print-value-only"])), "yes\n");
 
     // Leases.
-    let granted = text(&d.etcdctl(&["lease", "grant", "60"]));
+    let granted = text(&ctl(&["lease", "grant", "60"]));
     let id = granted.split_whitespace().nth(1).unwrap().to_string();
     assert_eq!(
-        text(&d.etcdctl(&["put", "--lease", &id, "lk", "lv"])).trim(),
+        text(&ctl(&["put", "--lease", &id, "lk", "lv"])).trim(),
         "OK"
     );
-    assert!(text(&d.etcdctl(&["lease", "keep-alive", "--once", &id])).contains(&id));
-    assert!(text(&d.etcdctl(&["lease", "timetolive", &id, "--keys"])).contains("lk"));
-    assert!(text(&d.etcdctl(&["lease", "revoke", &id])).contains("revoked"));
-    assert_eq!(text(&d.etcdctl(&["get", "lk"])), "");
+    assert!(text(&ctl(&["lease", "keep-alive", "--once", &id])).contains(&id));
+    assert!(text(&ctl(&["lease", "timetolive", &id, "--keys"])).contains("lk"));
+    assert!(text(&ctl(&["lease", "revoke", &id])).contains("revoked"));
+    assert_eq!(text(&ctl(&["get", "lk"])), "");
 
     // Cluster and maintenance.
     assert_eq!(
-        text(&d.etcdctl(&["member", "list"])).lines().count(),
+        text(&ctl(&["member", "list"])).lines().count(),
         3,
         "three voters"
     );
-    let status = json(&d.etcdctl(&["endpoint", "status", "-w", "json"]));
+    let status = json(&ctl(&["endpoint", "status", "-w", "json"]));
     let leader = d.wait_leader();
     let leader_id = member_id(&d.voters[leader].endpoint());
     assert_eq!(status[0]["Status"]["leader"].as_u64(), Some(leader_id));
 
     // Watch: a historical event from the client's start revision, then a live one.
-    let rev = json(&d.etcdctl(&["put", "wk", "1", "-w", "json"]))["header"]["revision"]
+    let rev = json(&ctl(&["put", "wk", "1", "-w", "json"]))["header"]["revision"]
         .as_u64()
         .unwrap();
-    let watcher = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", d.proxy_endpoint()))
-        .args(["watch", "wk", "--rev", &rev.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(text(&d.etcdctl(&["put", "wk", "2"])).trim(), "OK");
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let pid = watcher.id();
-    let _ = Command::new("kill").arg(pid.to_string()).status();
-    let out = watcher.wait_with_output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "PUT\nwk\n1\nPUT\nwk\n2\n",
-        "{}",
-        text(&out)
-    );
+    let watcher = Background::spawn(&proxy, &["watch", "wk", "--rev", &rev.to_string()]);
+    let wait = Duration::from_secs(10);
+    watcher.wait_stdout(wait, "the historical event", |out| out.lines().count() >= 3);
+    assert_eq!(text(&ctl(&["put", "wk", "2"])).trim(), "OK");
+    watcher.wait_stdout(wait, "the live event", |out| out.lines().count() >= 6);
+    let (_, out, err) = watcher.finish();
+    assert_eq!(out, "PUT\nwk\n1\nPUT\nwk\n2\n", "{err}");
 
-    // Routing: a linearizable read is answered by the leader, a stale one by the learner.
+    // Routing: a linearizable read is answered by the leader, a stale one by the learner
+    // (once the proxy's health checks admit it: the first may have run before it listened).
     let learner_id = member_id(&d.learners[0].endpoint());
     wait_value(
         &d.learners[0].endpoint(),
@@ -133,9 +99,10 @@ async fn etcdctl_works_through_the_proxy_and_reads_are_routed_by_level() {
         Duration::from_secs(10),
     )
     .await;
-    let lin = json(&d.etcdctl(&["get", "foo", "-w", "json"]));
+    d.wait_proxy_reads_on_learners();
+    let lin = json(&ctl(&["get", "foo", "-w", "json"]));
     assert_eq!(lin["header"]["member_id"].as_u64(), Some(leader_id));
-    let stale = json(&d.etcdctl(&["get", "foo", "-w", "json", "--consistency=s"]));
+    let stale = json(&ctl(&["get", "foo", "-w", "json", "--consistency=s"]));
     assert_eq!(stale["header"]["member_id"].as_u64(), Some(learner_id));
     assert_eq!(stale["kvs"][0]["value"], "YmFy", "bar, base64");
     // mango's own metadata goes through too.
@@ -151,15 +118,15 @@ async fn etcdctl_works_through_the_proxy_and_reads_are_routed_by_level() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_killed_under_read_load_costs_no_wrong_answers() {
-    let mut d = Deployment::start(&[]);
-    let upstream = stream_addrs(&d);
+    let mut d = Cluster::start_tiered(&[]);
+    let upstream = d.stream_addrs();
     d.add_learner(&upstream, &[]);
     d.add_learner(&upstream, &[]);
-    d.start_proxy(&["--health-interval-ms", "200"]).await;
+    d.start_proxy(&["--health-interval-ms", "200"]);
     let mut c = kv(&d.proxy_endpoint()).await;
     const KEYS: u64 = 20;
     for i in 0..KEYS {
-        common::put(&mut c, &format!("k{i}"), &format!("v{i}")).await;
+        mango_testkit::put(&mut c, &format!("k{i}"), &format!("v{i}")).await;
     }
     for l in &d.learners {
         wait_value(&l.endpoint(), "k19", "v19", Duration::from_secs(10)).await;
@@ -167,7 +134,8 @@ async fn a_learner_killed_under_read_load_costs_no_wrong_answers() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let killed = Arc::new(AtomicBool::new(false));
-    let (ok_after, errors, wrong) = (
+    let (ok_all, ok_after, errors, wrong) = (
+        Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
@@ -176,7 +144,8 @@ async fn a_learner_killed_under_read_load_costs_no_wrong_answers() {
     for r in 0..4u64 {
         let mut c = kv(&d.proxy_endpoint()).await;
         let (stop, killed) = (stop.clone(), killed.clone());
-        let (ok_after, errors, wrong) = (ok_after.clone(), errors.clone(), wrong.clone());
+        let (ok_all, ok_after) = (ok_all.clone(), ok_after.clone());
+        let (errors, wrong) = (errors.clone(), wrong.clone());
         readers.push(tokio::spawn(async move {
             let mut n = r;
             while !stop.load(Ordering::Relaxed) {
@@ -184,6 +153,7 @@ async fn a_learner_killed_under_read_load_costs_no_wrong_answers() {
                 n += 1;
                 match get(&mut c, &format!("k{i}"), "stale").await {
                     Ok(resp) => {
+                        ok_all.fetch_add(1, Ordering::Relaxed);
                         if resp.kvs.len() != 1 || resp.kvs[0].value != format!("v{i}").as_bytes() {
                             wrong.fetch_add(1, Ordering::Relaxed);
                         }
@@ -198,9 +168,15 @@ async fn a_learner_killed_under_read_load_costs_no_wrong_answers() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The reads are under way on both learners, then one is killed.
+    wait_until_async(Duration::from_secs(10), "100 reads answered", || {
+        let ok = ok_all.load(Ordering::Relaxed);
+        async move { ok >= 100 }
+    })
+    .await;
     d.kill_learner(0);
     killed.store(true, Ordering::Relaxed);
+    // The test: reads go on for 2 s after the kill.
     tokio::time::sleep(Duration::from_millis(2000)).await;
     stop.store(true, Ordering::Relaxed);
     for r in readers {
@@ -219,22 +195,26 @@ async fn a_learner_killed_under_read_load_costs_no_wrong_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_go_on_after_the_leader_is_killed() {
-    let mut d = Deployment::start(&[]);
+    let mut d = Cluster::start_tiered(&[]);
     d.start_proxy(&[
         "--health-interval-ms",
         "200",
         "--request-timeout-ms",
         "8000",
-    ])
-    .await;
+    ]);
     let stop = Arc::new(AtomicBool::new(false));
     let killed = Arc::new(AtomicBool::new(false));
-    let (acked_after, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (acked_all, acked_after, errors) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
     let mut writers = Vec::new();
     for w in 0..3 {
         let mut c = kv(&d.proxy_endpoint()).await;
         let (stop, killed) = (stop.clone(), killed.clone());
-        let (acked_after, errors) = (acked_after.clone(), errors.clone());
+        let (acked_all, acked_after, errors) =
+            (acked_all.clone(), acked_after.clone(), errors.clone());
         writers.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             let mut n = 0u64;
@@ -250,6 +230,7 @@ async fn writes_go_on_after_the_leader_is_killed() {
                 match put {
                     Ok(_) => {
                         acked.push(n);
+                        acked_all.fetch_add(1, Ordering::Relaxed);
                         if killed.load(Ordering::Relaxed) {
                             acked_after.fetch_add(1, Ordering::Relaxed);
                         }
@@ -263,21 +244,31 @@ async fn writes_go_on_after_the_leader_is_killed() {
             (w, acked)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The writes are under way, then the leader is killed.
+    wait_until_async(Duration::from_secs(10), "30 writes acknowledged", || {
+        let acked = acked_all.load(Ordering::Relaxed);
+        async move { acked >= 30 }
+    })
+    .await;
     let leader = d.wait_leader();
     let killed_at = Instant::now();
-    d.kill_voter(leader);
+    d.kill(leader);
     killed.store(true, Ordering::Relaxed);
     // Until a write is acknowledged after the kill (the blip), then a little more.
-    while acked_after.load(Ordering::Relaxed) == 0 {
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(10),
-            "no write went through after the leader was killed; proxy log:\n{}",
-            d.proxy_log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_async(
+        Duration::from_secs(10),
+        format!(
+            "a write to go through after the leader was killed (proxy log {})",
+            d.proxy().log.display()
+        ),
+        || {
+            let acked = acked_after.load(Ordering::Relaxed);
+            async move { acked > 0 }
+        },
+    )
+    .await;
     let blip = killed_at.elapsed();
+    // The test's schedule: writes go on for 500 ms after the blip.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let mut c = kv(&d.proxy_endpoint()).await;

@@ -5,48 +5,31 @@
 //! shared watch costs its clients no gap and no duplicate.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Deployment, free_port, kv, put, wait_value};
 use mango_proto::etcdserverpb::watch_client::WatchClient;
 use mango_proto::etcdserverpb::watch_request::RequestUnion;
 use mango_proto::etcdserverpb::{
     WatchCancelRequest, WatchCreateRequest, WatchRequest, WatchResponse,
 };
+use mango_testkit::{Cluster, kv, put, wait_until, wait_value};
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 
 /// (key, value, mod revision) of each event a watch received, by watch id.
 type Seen = BTreeMap<i64, Vec<(String, String, i64)>>;
 
-fn metric(port: u16, name: &str) -> u64 {
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-async fn wait_metric(port: u16, name: &str, want: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(port, name) != want {
-        assert!(
-            Instant::now() < deadline,
-            "{name} = {}, want {want}",
-            metric(port, name)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Waits until the proxy's metric `name` is `want`.
+fn wait_metric(d: &Cluster, name: &str, want: u64) {
+    wait_until(
+        Duration::from_secs(10),
+        format_args!("{name} = {want}"),
+        || {
+            let v = d.proxy_metric(name);
+            if v == want { Ok(()) } else { Err(v) }
+        },
+    );
 }
 
 fn prefix_create(prefix: &str, start_revision: i64) -> WatchRequest {
@@ -126,15 +109,15 @@ async fn client(
     seen
 }
 
-/// Waits until every learner serves a fresh write and the proxy's health checks (every
-/// `interval`) have seen them up, so that watches go to learners rather than the voters.
-async fn learners_up(d: &Deployment, interval: Duration) {
+/// Waits until every learner serves a fresh write and the proxy routes reads to each of
+/// them (none is ejected), so that watches go to learners rather than the voters.
+async fn learners_up(d: &Cluster) {
     let mut c = kv(&d.proxy_endpoint()).await;
     put(&mut c, "learners-up", "yes").await;
     for l in &d.learners {
         wait_value(&l.endpoint(), "learners-up", "yes", Duration::from_secs(20)).await;
     }
-    tokio::time::sleep(interval * 3).await;
+    d.wait_proxy_reads_on_learners();
 }
 
 async fn channels(endpoint: &str, n: usize) -> Vec<Channel> {
@@ -153,23 +136,11 @@ async fn channels(endpoint: &str, n: usize) -> Vec<Channel> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_identical_watches_share_one_upstream_watch() {
-    let mut d = Deployment::start(&[]);
-    let upstream = d
-        .voters
-        .iter()
-        .map(|v| v.stream_addr())
-        .collect::<Vec<_>>()
-        .join(",");
+    let mut d = Cluster::start_tiered(&[]);
+    let upstream = d.stream_addrs();
     d.add_learner(&upstream, &[]);
-    let mport = free_port();
-    d.start_proxy(&[
-        "--listen-metrics-addr",
-        &format!("127.0.0.1:{mport}"),
-        "--health-interval-ms",
-        "200",
-    ])
-    .await;
-    learners_up(&d, Duration::from_millis(200)).await;
+    d.start_proxy(&["--health-interval-ms", "200"]);
+    learners_up(&d).await;
 
     // 200 client streams over 4 connections, 5 watches each.
     const STREAMS: usize = 200;
@@ -193,10 +164,13 @@ async fn a_thousand_identical_watches_share_one_upstream_watch() {
             .await
             .expect("every watch created in time");
     }
-    assert_eq!(metric(mport, "mango_proxy_client_watches"), 1_000);
-    assert_eq!(metric(mport, "mango_proxy_upstream_watches"), 1);
-    assert_eq!(metric(mport, "mango_proxy_upstream_watch_creates_total"), 1);
-    assert_eq!(metric(mport, "mango_proxy_watch_joins_total"), 999);
+    assert_eq!(d.proxy_metric("mango_proxy_client_watches"), 1_000);
+    assert_eq!(d.proxy_metric("mango_proxy_upstream_watches"), 1);
+    assert_eq!(
+        d.proxy_metric("mango_proxy_upstream_watch_creates_total"),
+        1
+    );
+    assert_eq!(d.proxy_metric("mango_proxy_watch_joins_total"), 999);
 
     // A burst of writes through the proxy (to the leader).
     let mut c = kv(&d.proxy_endpoint()).await;
@@ -223,8 +197,8 @@ async fn a_thousand_identical_watches_share_one_upstream_watch() {
         assert_eq!(events, &want, "every client watch saw the same events");
     }
     // Every client cancelled: the upstream watch is cancelled too.
-    wait_metric(mport, "mango_proxy_client_watches", 0).await;
-    wait_metric(mport, "mango_proxy_upstream_watches", 0).await;
+    wait_metric(&d, "mango_proxy_client_watches", 0);
+    wait_metric(&d, "mango_proxy_upstream_watches", 0);
 
     // An old start revision: a watch of its own, with the history.
     let (ready_tx, mut ready) = mpsc::channel(1);
@@ -242,8 +216,11 @@ async fn a_thousand_identical_watches_share_one_upstream_watch() {
         .expect("history in time")
         .unwrap();
     assert_eq!(seen.into_values().next().unwrap(), want);
-    assert_eq!(metric(mport, "mango_proxy_upstream_watch_creates_total"), 2);
-    wait_metric(mport, "mango_proxy_upstream_watches", 0).await;
+    assert_eq!(
+        d.proxy_metric("mango_proxy_upstream_watch_creates_total"),
+        2
+    );
+    wait_metric(&d, "mango_proxy_upstream_watches", 0);
 
     // A shared watch and a client starting past it, then one asking for a start it passed.
     let (ready_tx, mut ready) = mpsc::channel(4);
@@ -265,7 +242,7 @@ async fn a_thousand_identical_watches_share_one_upstream_watch() {
         ready_tx,
     ));
     ready.recv().await.unwrap();
-    assert_eq!(metric(mport, "mango_proxy_upstream_watches"), 2);
+    assert_eq!(d.proxy_metric("mango_proxy_upstream_watches"), 2);
     let last = {
         let mut rev = 0;
         for i in 0..3 {
@@ -287,29 +264,17 @@ async fn a_thousand_identical_watches_share_one_upstream_watch() {
         .map(|e| e.2)
         .collect();
     assert_eq!(revs, vec![last - 3, last - 2, last - 1, last]);
-    wait_metric(mport, "mango_proxy_upstream_watches", 0).await;
+    wait_metric(&d, "mango_proxy_upstream_watches", 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_killed_under_a_shared_watch_costs_no_gap_nor_duplicate() {
-    let mut d = Deployment::start(&[]);
-    let upstream = d
-        .voters
-        .iter()
-        .map(|v| v.stream_addr())
-        .collect::<Vec<_>>()
-        .join(",");
+    let mut d = Cluster::start_tiered(&[]);
+    let upstream = d.stream_addrs();
     d.add_learner(&upstream, &[]);
     d.add_learner(&upstream, &[]);
-    let mport = free_port();
-    d.start_proxy(&[
-        "--listen-metrics-addr",
-        &format!("127.0.0.1:{mport}"),
-        "--health-interval-ms",
-        "200",
-    ])
-    .await;
-    learners_up(&d, Duration::from_millis(200)).await;
+    d.start_proxy(&["--health-interval-ms", "200"]);
+    learners_up(&d).await;
     const PER_PHASE: usize = 30;
     let chans = channels(&d.proxy_endpoint(), 2).await;
     let (ready_tx, mut ready) = mpsc::channel(4);
@@ -327,7 +292,7 @@ async fn a_learner_killed_under_a_shared_watch_costs_no_gap_nor_duplicate() {
     for _ in 0..4 {
         ready.recv().await.unwrap();
     }
-    assert_eq!(metric(mport, "mango_proxy_upstream_watches"), 1);
+    assert_eq!(d.proxy_metric("mango_proxy_upstream_watches"), 1);
     let mut c = kv(&d.proxy_endpoint()).await;
     let mut revs = Vec::new();
     let mut n = 0;
@@ -364,9 +329,9 @@ async fn a_learner_killed_under_a_shared_watch_costs_no_gap_nor_duplicate() {
         }
     }
     assert!(
-        metric(mport, "mango_proxy_upstream_watch_resumes_total") >= 1,
+        d.proxy_metric("mango_proxy_upstream_watch_resumes_total") >= 1,
         "one of the two kills was under the shared watch; proxy log:\n{}",
         d.proxy_log()
     );
-    wait_metric(mport, "mango_proxy_upstream_watches", 0).await;
+    wait_metric(&d, "mango_proxy_upstream_watches", 0);
 }

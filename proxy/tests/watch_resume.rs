@@ -4,29 +4,24 @@
 //! a learner once one is, with no gap and no duplicate.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{
-    Deployment, free_port, kv, metric_value, put, signal, voter_stream_addrs, wait_metric_at_least,
-    wait_value,
-};
 use mango_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use mango_proto::etcdserverpb::watch_client::WatchClient;
 use mango_proto::etcdserverpb::watch_request::RequestUnion;
 use mango_proto::etcdserverpb::{
     CompactionRequest, StatusRequest, WatchCreateRequest, WatchRequest, WatchResponse,
 };
+use mango_testkit::{Cluster, kv, put, wait_until, wait_value};
 use tokio::sync::mpsc;
 use tonic::Streaming;
 
 /// Opens a watch stream through the proxy with one watch on `prefix` (from now); returns the
 /// sender (kept to keep the stream open), the stream and the watch id.
 async fn watch_prefix(
-    d: &Deployment,
+    d: &Cluster,
     prefix: &str,
 ) -> (mpsc::Sender<WatchRequest>, Streaming<WatchResponse>, i64) {
     let mut end = prefix.as_bytes().to_vec();
@@ -66,17 +61,10 @@ async fn next(stream: &mut Streaming<WatchResponse>, timeout: Duration) -> Watch
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_resumed_past_a_compaction_is_cancelled_with_the_compact_revision() {
-    let mut d = Deployment::start(&[]);
-    let upstream = voter_stream_addrs(&d);
+    let mut d = Cluster::start_tiered(&[]);
+    let upstream = d.stream_addrs();
     d.add_learner(&upstream, &[]);
-    let mport = free_port();
-    d.start_proxy(&[
-        "--listen-metrics-addr",
-        &format!("127.0.0.1:{mport}"),
-        "--health-interval-ms",
-        "200",
-    ])
-    .await;
+    d.start_proxy(&["--health-interval-ms", "200"]);
     let mut c = kv(&d.proxy_endpoint()).await;
     put(&mut c, "learners-up", "yes").await;
     wait_value(
@@ -86,7 +74,8 @@ async fn a_watch_resumed_past_a_compaction_is_cancelled_with_the_compact_revisio
         Duration::from_secs(20),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The watch must go to the learner: the proxy routes reads to it.
+    d.wait_proxy_reads_on_learners();
 
     let (_tx, mut stream, id) = watch_prefix(&d, "cmp/").await;
     let mut last = 0;
@@ -104,8 +93,7 @@ async fn a_watch_resumed_past_a_compaction_is_cancelled_with_the_compact_revisio
     // The learner serving the watch stops answering (its connection stays up until the
     // proxy's HTTP/2 keep-alive gives up on it). Meanwhile the watch's prefix moves on and
     // the history it would resume from is compacted away.
-    let pid = d.learners[0].child.as_ref().unwrap().id();
-    signal(pid, "STOP");
+    d.learners[0].signal("STOP");
     put(&mut c, "cmp/b", "1").await;
     let compact_to = put(&mut c, "cmp/b", "2").await;
     c.compact(CompactionRequest {
@@ -118,7 +106,7 @@ async fn a_watch_resumed_past_a_compaction_is_cancelled_with_the_compact_revisio
     // The watch resumes (on a voter: the learner is ejected) from `last + 1`, compacted: the
     // client gets etcd's answer, a cancel naming the compacted revision, and no event.
     let r = next(&mut stream, Duration::from_secs(30)).await;
-    signal(pid, "CONT");
+    d.learners[0].signal("CONT");
     assert!(
         r.canceled && r.events.is_empty(),
         "a compacted cancel, not {r:?}; proxy log:\n{}",
@@ -126,17 +114,12 @@ async fn a_watch_resumed_past_a_compaction_is_cancelled_with_the_compact_revisio
     );
     assert_eq!(r.watch_id, id);
     assert_eq!(r.compact_revision, compact_to);
-    assert!(metric_value(mport, "mango_proxy_upstream_watch_resumes_total") >= 1);
+    assert!(d.proxy_metric("mango_proxy_upstream_watch_resumes_total") >= 1);
     // The watch is over, in the proxy too.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while metric_value(mport, "mango_proxy_upstream_watches") != 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the upstream watch ended"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(metric_value(mport, "mango_proxy_client_watches"), 0);
+    wait_until(Duration::from_secs(10), "the upstream watch to end", || {
+        d.proxy_metric("mango_proxy_upstream_watches") == 0
+    });
+    assert_eq!(d.proxy_metric("mango_proxy_client_watches"), 0);
 }
 
 /// The member id `endpoint` reports in its Status header.
@@ -155,20 +138,17 @@ async fn member_id(endpoint: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_opened_while_no_learner_was_up_moves_to_one_without_gap_or_duplicate() {
-    let mut d = Deployment::start(&[]);
-    let upstream = voter_stream_addrs(&d);
+    let mut d = Cluster::start_tiered(&[]);
+    let upstream = d.stream_addrs();
     d.add_learner(&upstream, &[]);
     d.kill_learner(0);
-    let mport = free_port();
-    d.start_proxy(&[
-        "--listen-metrics-addr",
-        &format!("127.0.0.1:{mport}"),
-        "--health-interval-ms",
-        "200",
-    ])
-    .await;
+    // The proxy has the learner in its list, though it is down.
+    d.start_proxy(&["--health-interval-ms", "200"]);
     // The health checks eject the learner that is down: watches go to a voter.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    d.proxy().wait_log(
+        Duration::from_secs(10),
+        &["upstream ejected", &d.learners[0].client_url()],
+    );
     let mut voter_ids = Vec::new();
     for v in &d.voters {
         voter_ids.push(member_id(&v.endpoint()).await);
@@ -186,6 +166,7 @@ async fn a_watch_opened_while_no_learner_was_up_moves_to_one_without_gap_or_dupl
             while !stop.load(Ordering::Relaxed) {
                 revs.push(put(&mut c, &format!("mv/{}", i % 3), &format!("v{i}")).await);
                 i += 1;
+                // Pacing the writes (the test's load): one every 20 ms.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             revs
@@ -203,22 +184,25 @@ async fn a_watch_opened_while_no_learner_was_up_moves_to_one_without_gap_or_dupl
                 .map(|e| (e.kv.as_ref().unwrap().mod_revision, member)),
         );
     }
-    assert_eq!(
-        metric_value(mport, "mango_proxy_upstream_watch_moves_total"),
-        0
-    );
+    assert_eq!(d.proxy_metric("mango_proxy_upstream_watch_moves_total"), 0);
     assert!(voter_ids.contains(&seen[0].1), "on a voter first: {seen:?}");
 
     d.spawn_learner(0);
-    wait_metric_at_least(
-        mport,
-        "mango_proxy_upstream_watch_moves_total",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_until(Duration::from_secs(30), "the shared watch to move", || {
+        d.proxy_metric("mango_proxy_upstream_watch_moves_total") >= 1
+    });
     let learner_id = member_id(&d.learners[0].endpoint()).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Writes go on until events come from the learner.
+    while !seen.iter().any(|s| s.1 == learner_id) {
+        let r = next(&mut stream, Duration::from_secs(20)).await;
+        assert!(!r.canceled, "{r:?}");
+        let member = r.header.as_ref().unwrap().member_id;
+        seen.extend(
+            r.events
+                .iter()
+                .map(|e| (e.kv.as_ref().unwrap().mod_revision, member)),
+        );
+    }
     stop.store(true, Ordering::Relaxed);
     let written = writer.await.unwrap();
     let last = *written.last().unwrap();
@@ -240,9 +224,6 @@ async fn a_watch_opened_while_no_learner_was_up_moves_to_one_without_gap_or_dupl
         "the last events come from the learner; proxy log:\n{}",
         d.proxy_log()
     );
-    assert_eq!(metric_value(mport, "mango_proxy_upstream_watches"), 1);
-    assert_eq!(
-        metric_value(mport, "mango_proxy_upstream_watch_moves_total"),
-        1
-    );
+    assert_eq!(d.proxy_metric("mango_proxy_upstream_watches"), 1);
+    assert_eq!(d.proxy_metric("mango_proxy_upstream_watch_moves_total"), 1);
 }

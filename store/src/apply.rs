@@ -1,8 +1,8 @@
 //! The one deterministic apply: a batch of committed Raft entries in one backend transaction.
 
 use mango_proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse, LeaseGrantResponse,
-    LeaseRevokeResponse, PutResponse, RangeResponse, TxnResponse,
+    AlarmType, CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse,
+    LeaseGrantResponse, LeaseRevokeResponse, PutResponse, RangeResponse, TxnResponse,
 };
 use mango_proto::mangopb::RaftRequest;
 use mango_proto::mangopb::raft_request::Request;
@@ -141,6 +141,39 @@ fn check(
     auth.state.check_request(&info, request, &lease_keys)
 }
 
+/// etcd's alarm appliers, at apply so every member refuses the same entries: while CORRUPT
+/// is raised, writes, compactions and lease grants and revokes fail with "etcdserver:
+/// corrupt cluster"; while NOSPACE is raised, puts, txns that write and lease grants fail
+/// with "etcdserver: mvcc: database space exceeded" (deletes, compactions and revokes still
+/// pass, so space can be freed).
+fn check_alarms(tables: &dyn WriteTables, request: &Request) -> Result<(), StoreError> {
+    let corrupt_blocks = matches!(
+        request,
+        Request::Put(_)
+            | Request::DeleteRange(_)
+            | Request::Txn(_)
+            | Request::Compaction(_)
+            | Request::LeaseGrant(_)
+            | Request::LeaseRevoke(_)
+    );
+    let nospace_blocks = match request {
+        Request::Put(_) | Request::LeaseGrant(_) => true,
+        Request::Txn(t) => !crate::txn::is_txn_read_only(t),
+        _ => false,
+    };
+    if !corrupt_blocks && !nospace_blocks {
+        return Ok(());
+    }
+    let alarms = crate::members::alarms(tables)?;
+    if corrupt_blocks && alarms.iter().any(|a| a.alarm == AlarmType::Corrupt as i32) {
+        return Err(StoreError::Corrupt);
+    }
+    if nospace_blocks && alarms.iter().any(|a| a.alarm == AlarmType::Nospace as i32) {
+        return Err(StoreError::NoSpace);
+    }
+    Ok(())
+}
+
 fn apply_request(
     tables: &mut dyn WriteTables,
     state: &mut GroupState,
@@ -148,6 +181,7 @@ fn apply_request(
     index: u64,
     request: Request,
 ) -> Result<Response, StoreError> {
+    check_alarms(&*tables, &request)?;
     let begin = state.revision;
     let compacted = state.compact_revision;
     let mut w = Writer::new(tables, begin);

@@ -24,6 +24,8 @@ pub enum ErrorCode {
     PermissionDenied,
     /// `Unauthenticated` (etcd's "invalid auth token").
     Unauthenticated,
+    /// `DataLoss` (etcd's "corrupt cluster").
+    DataLoss,
     /// `Unknown`: etcd answers errors missing from its table with it (an Authenticate with a
     /// password for a user that has none).
     Unknown,
@@ -69,6 +71,12 @@ pub enum StoreError {
     /// An unknown sort order or target.
     #[error("{}", rpc::INVALID_SORT_OPTION)]
     InvalidSortOption,
+    /// A write while a NOSPACE alarm is raised (etcd's capped applier).
+    #[error("{}", rpc::NO_SPACE)]
+    NoSpace,
+    /// A write while a CORRUPT alarm is raised (etcd's corrupt applier).
+    #[error("{}", rpc::CORRUPT)]
+    Corrupt,
     /// A replicated request that does not decode (never produced by a correct proposer).
     #[error("etcdserver: malformed request: {0}")]
     Malformed(String),
@@ -98,6 +106,8 @@ impl StoreError {
             | StoreError::InvalidSortOption
             | StoreError::Malformed(_) => ErrorCode::InvalidArgument,
             StoreError::Auth(e) => e.code(),
+            StoreError::NoSpace => ErrorCode::ResourceExhausted,
+            StoreError::Corrupt => ErrorCode::DataLoss,
             StoreError::Backend(_) => ErrorCode::Internal,
         }
     }

@@ -106,28 +106,18 @@ fn alarm_key(member: u64, alarm: i32) -> Vec<u8> {
     k
 }
 
-/// Raises (`ACTIVATE`) or clears (`DEACTIVATE`) an alarm of a member; clearing `NONE` clears
-/// every alarm of that member (etcd's `alarm disarm`).
+/// Raises (`ACTIVATE`) or clears (`DEACTIVATE`) one alarm of one member, exactly as etcd
+/// 3.4's alarm store: the pair `(member, alarm)`, `NONE` included (etcd 3.4 records an
+/// activated `NONE` and lists it; `etcdctl alarm disarm` clears each listed alarm in turn).
 pub(crate) fn apply_alarm(
     tables: &mut dyn WriteTables,
     req: &mango_proto::etcdserverpb::AlarmRequest,
 ) -> Result<(), BackendError> {
     use mango_proto::etcdserverpb::alarm_request::AlarmAction;
+    let key = alarm_key(req.member_id, req.alarm);
     match AlarmAction::try_from(req.action) {
-        Ok(AlarmAction::Activate) if req.alarm != 0 => {
-            tables.put(Table::Meta, &alarm_key(req.member_id, req.alarm), &[])
-        }
-        Ok(AlarmAction::Deactivate) => {
-            let active = alarms(&*tables)?;
-            for a in active {
-                if (req.member_id == 0 || a.member_id == req.member_id)
-                    && (req.alarm == 0 || a.alarm == req.alarm)
-                {
-                    tables.delete(Table::Meta, &alarm_key(a.member_id, a.alarm))?;
-                }
-            }
-            Ok(())
-        }
+        Ok(AlarmAction::Activate) => tables.put(Table::Meta, &key, &[]),
+        Ok(AlarmAction::Deactivate) => tables.delete(Table::Meta, &key),
         _ => Ok(()),
     }
 }

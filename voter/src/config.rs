@@ -90,6 +90,11 @@ pub struct Config {
     /// requests" (etcd's fixed 5,000; lower it in tests).
     #[arg(long, default_value_t = 5_000, hide = true)]
     pub max_apply_gap: u64,
+    /// etcd's `--strict-reconfig-check`: refuse a member add, remove or promotion that would
+    /// leave no quorum of started, connected voters.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = ArgAction::Set)]
+    pub strict_reconfig_check: bool,
     /// Fault injection for tests: sleep this long before applying each batch of entries,
     /// so that apply falls behind commit.
     #[arg(long, default_value_t = 0, hide = true)]
@@ -103,6 +108,10 @@ pub struct Config {
     /// as a dead disk would make it fail.
     #[arg(long, hide = true)]
     pub debug_fail_log_writes_while: Option<PathBuf>,
+    /// Size at which the Raft log starts a new file (files are the unit of purging); tests
+    /// make it small to see files purged.
+    #[arg(long, hide = true, default_value_t = 64 << 20)]
+    pub debug_raft_log_file_bytes: u64,
     /// Client TLS (etcd's flags).
     #[command(flatten)]
     #[serde(flatten)]
@@ -179,6 +188,7 @@ impl mango_boot::Layered for Config {
         "peer-trusted-ca-file",
         "peer-client-cert-auth",
         "peer-auto-tls",
+        "strict-reconfig-check",
     ];
 
     fn common(&self) -> &CommonFlags {
@@ -193,6 +203,25 @@ pub struct InitialMember {
     pub name: String,
     /// Its peer URLs.
     pub peer_urls: Vec<String>,
+}
+
+/// etcd's `--initial-cluster` (`name=url,...`; a name listed twice has several peer URLs), in
+/// the order given.
+pub fn parse_initial_cluster(spec: &str) -> anyhow::Result<Vec<InitialMember>> {
+    let mut members: Vec<InitialMember> = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, url) = part
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--initial-cluster: expected name=url, got {part:?}"))?;
+        match members.iter_mut().find(|m| m.name == name) {
+            Some(m) => m.peer_urls.push(url.to_string()),
+            None => members.push(InitialMember {
+                name: name.into(),
+                peer_urls: vec![url.into()],
+            }),
+        }
+    }
+    Ok(members)
 }
 
 fn split(urls: &str) -> Vec<String> {
@@ -255,19 +284,7 @@ impl Config {
                 peer_urls: self.peer_advertise(),
             }]);
         };
-        let mut members: Vec<InitialMember> = Vec::new();
-        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, url) = part.split_once('=').ok_or_else(|| {
-                anyhow::anyhow!("--initial-cluster: expected name=url, got {part:?}")
-            })?;
-            match members.iter_mut().find(|m| m.name == name) {
-                Some(m) => m.peer_urls.push(url.to_string()),
-                None => members.push(InitialMember {
-                    name: name.into(),
-                    peer_urls: vec![url.into()],
-                }),
-            }
-        }
+        let members = parse_initial_cluster(spec)?;
         if !members.iter().any(|m| m.name == self.name) {
             anyhow::bail!(
                 "--initial-cluster has no member named {:?} (--name)",

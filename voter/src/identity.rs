@@ -59,7 +59,7 @@ fn store(member_dir: &Path, id: u64) -> anyhow::Result<()> {
     store_in(member_dir, "id", id)
 }
 
-fn store_in(member_dir: &Path, name: &str, id: u64) -> anyhow::Result<()> {
+pub(crate) fn store_in(member_dir: &Path, name: &str, id: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(member_dir)
         .with_context(|| format!("creating {}", member_dir.display()))?;
     let path = member_dir.join(name);

@@ -200,8 +200,11 @@ impl Lessor {
     }
 }
 
+/// A TTL in seconds as a duration, clamped to what a lease may have: TTLs and checkpointed
+/// remaining TTLs come from replicated entries, and an `Instant` plus an absurd duration
+/// panics (it did, at election, on a checkpoint near `i64::MAX`).
 fn secs(s: i64) -> Duration {
-    Duration::from_secs(u64::try_from(s).unwrap_or(0))
+    Duration::from_secs(u64::try_from(s.clamp(0, mango_store::MAX_LEASE_TTL)).unwrap_or(0))
 }
 
 fn ceil_secs(d: Duration) -> i64 {
@@ -289,5 +292,28 @@ mod tests {
         let later = now + Duration::from_secs(2);
         assert_eq!(l.expired(later, 4).len(), 4);
         assert_eq!(l.expired(later, 100).len(), 6);
+    }
+
+    #[test]
+    fn absurd_replicated_ttls_are_clamped_not_a_panic() {
+        let l = Lessor::default();
+        let now = Instant::now();
+        l.begin_promotion(1);
+        l.promote(
+            1,
+            [
+                (1, i64::MAX, Some(i64::MAX)),
+                (2, i64::MAX, None),
+                (3, 5, Some(-7)),
+            ],
+            EXTEND,
+            now,
+        );
+        assert_eq!(l.remaining(1, now), Ok(mango_store::MAX_LEASE_TTL + 1));
+        assert_eq!(l.renew(2, now), Ok(i64::MAX));
+        assert_eq!(l.expired(now + Duration::from_secs(2), 10), vec![3]);
+        l.granted(4, i64::MAX, now);
+        // Only lease 3 (its revoke offered again), never the clamped ones.
+        assert_eq!(l.expired(now + Duration::from_secs(100), 10), vec![3]);
     }
 }

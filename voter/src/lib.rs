@@ -10,5 +10,7 @@ pub mod logsource;
 pub mod machine;
 pub mod metrics;
 pub mod node;
+mod reconfig;
+pub mod restore;
 pub mod security;
 pub mod server;

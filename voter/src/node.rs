@@ -54,6 +54,9 @@ pub struct VoterNode {
     /// Committed-but-unapplied entries past which proposals are refused (etcd's
     /// `maxGapBetweenApplyAndCommitIndex`, 5,000).
     pub max_apply_gap: u64,
+    /// etcd's `--strict-reconfig-check`: refuse membership changes that would leave no
+    /// quorum of started, connected voters.
+    pub strict_reconfig: bool,
     /// One Raft tick (a follower's commit index may lag the leader's by one heartbeat).
     pub tick: Duration,
     /// Linearizable reads waiting together share one ReadIndex request to the Raft thread.
@@ -104,7 +107,12 @@ impl VoterNode {
         if status.commit.saturating_sub(status.applied) > self.max_apply_gap {
             return Err(NodeError::TooManyRequests);
         }
-        if matches!(request, Request::Put(_) | Request::Txn(_)) {
+        let writes = match &request {
+            Request::Put(_) => true,
+            Request::Txn(t) => !mango_store::is_txn_read_only(t),
+            _ => false,
+        };
+        if writes {
             self.check_quota().await?;
         }
         let data = RaftRequest {
@@ -126,6 +134,23 @@ impl VoterNode {
             .await
             .map_err(|_| NodeError::Timeout)?
             .map_err(raft_error)
+    }
+
+    /// Runs a membership check over the registry and (on the leader) the Raft progress.
+    fn check_reconfig(
+        &self,
+        check: impl FnOnce(&crate::reconfig::View<'_>) -> Result<(), NodeError>,
+    ) -> Result<(), NodeError> {
+        let infos = self.infos();
+        let status = self.raft.status(GROUP).map_err(raft_error)?;
+        let leads = status.leader == self.member_id;
+        let view = crate::reconfig::View {
+            members: &infos,
+            me: self.member_id,
+            progress: leads.then_some(status.progress.as_slice()),
+            leader_last_index: status.last_index,
+        };
+        check(&view)
     }
 
     fn infos(&self) -> Vec<MemberInfo> {
@@ -302,6 +327,9 @@ impl EtcdNode for VoterNode {
         {
             return Err(NodeError::PeerUrlExists);
         }
+        if self.strict_reconfig {
+            self.check_reconfig(|v| v.may_add(is_learner))?;
+        }
         // An id of its own, never one a removed member had (the newcomer asks for it when it
         // starts with --initial-cluster-state existing).
         let now = std::time::SystemTime::now()
@@ -340,6 +368,9 @@ impl EtcdNode for VoterNode {
     async fn member_remove(&self, id: u64) -> Result<(), NodeError> {
         if !self.infos().iter().any(|m| m.id == id) {
             return Err(NodeError::MemberNotFound);
+        }
+        if self.strict_reconfig {
+            self.check_reconfig(|v| v.may_remove(id))?;
         }
         let info = MemberInfo {
             id,
@@ -389,10 +420,8 @@ impl EtcdNode for VoterNode {
         if !info.is_learner {
             return Err(NodeError::NotLearner);
         }
-        let status = self.raft.status(GROUP).map_err(raft_error)?;
-        if status.leader != self.member_id {
-            return Err(NodeError::NotLeader);
-        }
+        let strict = self.strict_reconfig;
+        self.check_reconfig(|v| v.may_promote(id, strict))?;
         let change = MemberChange {
             kind: Kind::Promote as i32,
             member: Some(info),
@@ -463,16 +492,11 @@ impl EtcdNode for VoterNode {
         self.store.snapshot_reader(GROUP).map_err(backend)
     }
 
-    async fn disarm(&self, alarm: AlarmMember) -> Result<(), NodeError> {
-        let clear = AlarmRequest {
-            action: AlarmAction::Deactivate as i32,
-            member_id: alarm.member_id,
-            alarm: alarm.alarm,
-        };
+    async fn change_alarm(&self, request: AlarmRequest) -> Result<(), NodeError> {
         let data = RaftRequest {
             id: 0,
             auth: None,
-            request: Some(Request::Alarm(clear)),
+            request: Some(Request::Alarm(request)),
         }
         .encode_to_vec();
         self.timed(self.raft.propose(GROUP, data))

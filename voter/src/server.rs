@@ -43,6 +43,48 @@ fn spawn_compactor(store: Arc<Store>) -> std::sync::mpsc::SyncSender<()> {
     tx
 }
 
+/// How many files of the Raft log may stand before compacted ones are removed.
+const PURGE_FILES: u64 = 4;
+
+/// How often log files whose entries are all compacted are removed.
+const PURGE_EVERY: Duration = Duration::from_secs(5);
+
+/// Removes the Raft log's files once every entry in them is compacted (the voter compacts
+/// the log every `--snapshot-count` entries; without this the files stayed for ever). A
+/// purge that fails is a failing disk: the member stops.
+fn spawn_log_purger(log: LogStore, fatal: mango_boot::Fatal) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(PURGE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let log = log.clone();
+            match tokio::task::spawn_blocking(move || log.purge_expired_files()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    fatal.trip(format!("purging the raft log failed: {e}"));
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    });
+}
+
+/// Snapshots staged by an earlier run were never installed (Raft forgot the message with
+/// the process) and partial ones are debris: the staging folder starts empty.
+fn clear_staging(staging: &std::path::Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(staging).with_context(|| format!("{}", staging.display()))? {
+        let path = entry?.path();
+        if path.is_file() {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("removing stale {}", path.display()))?;
+            tracing::info!(path = %path.display(), "removed a stale staged snapshot");
+        }
+    }
+    Ok(())
+}
+
 /// Runs a voter until `boot.shutdown` resolves. A fatal error of the Raft loop trips
 /// `boot.fatal`: health turns NOT_SERVING and the process exits non-zero.
 pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
@@ -69,9 +111,15 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
     let cluster = cluster_id(&ids, &token);
     let joining = config.joining()?;
     std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
+    clear_staging(&staging)?;
 
-    let log = LogStore::open(LogStoreConfig::new(member_dir.join("raft")))
-        .context("opening the raft log")?;
+    let mut log_config = LogStoreConfig::new(member_dir.join("raft"));
+    log_config.target_file_size = config.debug_raft_log_file_bytes.max(4096);
+    // raft-engine removes nothing until the live files pass this size: keep it at a few
+    // files, so compacted files go soon after each log compaction (2 GiB before).
+    log_config.purge_threshold = PURGE_FILES * log_config.target_file_size;
+    let log = LogStore::open(log_config).context("opening the raft log")?;
+    spawn_log_purger(log.clone(), fatal.clone());
     let store = Arc::new(
         Store::open_path(
             member_dir.join("db"),
@@ -224,6 +272,7 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
         min_lease_ttl: crate::leases::min_lease_ttl(Duration::from_millis(config.election_timeout)),
         leader_client: crate::leases::LeaderClient::new(security.client.tonic_client_config()),
         max_apply_gap: config.max_apply_gap,
+        strict_reconfig: config.strict_reconfig_check,
         tick: config.tick(),
         reads: {
             let raft = raft.clone();

@@ -1,17 +1,17 @@
 //! A voter configured by a TOML file (etcd's flag names as keys), with a flag overriding it.
 #![allow(clippy::unwrap_used)]
 
-mod harness;
-
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use harness::{Cluster, free_port, voter_bin};
+use mango_testkit::proc::Proc;
+use mango_testkit::{Host, etcdctl, voter_bin, wait_until};
 
 #[test]
 fn a_single_voter_runs_from_a_toml_file_and_flags_override_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (client, peer, other) = (free_port(), free_port(), free_port());
+    // The voter's address, and another one for the file's client URL (never listened on).
+    let (host, other) = (Host::reserve(), Host::reserve());
     let file = dir.path().join("voter.toml");
     std::fs::write(
         &file,
@@ -19,49 +19,47 @@ fn a_single_voter_runs_from_a_toml_file_and_flags_override_it() {
             r#"
 name = "solo"
 data-dir = "{data}"
-listen-client-urls = "http://127.0.0.1:{other}"
-listen-peer-urls = "http://127.0.0.1:{peer}"
-initial-cluster = "solo=http://127.0.0.1:{peer}"
+listen-client-urls = "{other}"
+listen-peer-urls = "{peer}"
+initial-cluster = "solo={peer}"
 heartbeat-interval = 50
 election-timeout = 500
 "#,
-            data = dir.path().join("data").display()
+            data = dir.path().join("data").display(),
+            other = other.client_url(),
+            peer = host.peer_url(),
         ),
     )
     .unwrap();
-    let mut child = Command::new(voter_bin())
-        .arg("--config-file")
-        .arg(&file)
-        // The flag wins over the file's listen-client-urls.
-        .args([
-            "--listen-client-urls",
-            &format!("http://127.0.0.1:{client}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let endpoint = format!("127.0.0.1:{client}");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let out = Cluster::etcdctl_at(&endpoint, &["put", "from", "toml"]);
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the voter never answered on the flag's port"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let got = Cluster::etcdctl_at(&endpoint, &["get", "from", "--print-value-only"]);
+    let log = dir.path().join("solo.log");
+    let _voter = Proc::spawn(
+        "solo",
+        Command::new(voter_bin())
+            .arg("--config-file")
+            .arg(&file)
+            // The flag wins over the file's listen-client-urls.
+            .args(["--listen-client-urls", &host.client_url()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+        log.clone(),
+    )
+    .unwrap();
+    let endpoint = host.client_endpoint();
+    wait_until(
+        Duration::from_secs(15),
+        "the voter to take a put on the flag's address",
+        || {
+            etcdctl(&endpoint, &["put", "from", "toml"])
+                .status
+                .success()
+        },
+    );
+    let got = etcdctl(&endpoint, &["get", "from", "--print-value-only"]);
     assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "toml");
     assert!(
         dir.path().join("data/member/db").exists(),
         "data-dir from the file is used"
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

@@ -6,16 +6,11 @@
 //! empty, so revisions must match exactly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use harness::Cluster;
-use harness::etcd::Etcd;
-use harness::proxy::ProxyProc;
+use mango_testkit::etcdctl::etcdctl_stdin;
+use mango_testkit::{Cluster, etcdctl, wait_until};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -283,25 +278,9 @@ fn script() -> Vec<Step> {
 // ---------------------------------------------------------------------------------------------
 // Running and normalising.
 
-fn etcdctl(endpoints: &str, step: &Step) -> (String, String, i32) {
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoints}"))
-        .arg("--command-timeout=10s")
-        .args(&step.args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("etcdctl is installed (apt-get install etcd-client)");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = step.stdin.clone().unwrap_or_default();
-    // Written from a thread: a large value must not block against a full stdout pipe.
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
+fn run_step(endpoints: &str, step: &Step) -> (String, String, i32) {
+    let args: Vec<&str> = step.args.iter().map(String::as_str).collect();
+    let out = etcdctl_stdin(endpoints, &args, step.stdin.as_deref().unwrap_or_default());
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -352,14 +331,30 @@ fn norm_json(v: &mut Value, norm: Norm) {
     }
 }
 
-/// Replaces every `127.0.0.1:<port>` with `<ep>`.
+/// Replaces every loopback `127.a.b.c:<port>` with `<ep>` (each process of a test has a
+/// loopback address of its own).
 fn norm_endpoints(line: &str) -> String {
     let mut out = String::new();
     let mut rest = line;
-    while let Some(i) = rest.find("127.0.0.1:") {
+    while let Some(i) = rest.find("127.") {
         out.push_str(&rest[..i]);
-        out.push_str("<ep>");
-        rest = rest[i + "127.0.0.1:".len()..].trim_start_matches(|c: char| c.is_ascii_digit());
+        let tail = &rest[i..];
+        let addr_len = tail
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+            .unwrap_or(tail.len());
+        let addr = &tail[..addr_len];
+        let is_endpoint = addr.split_once(':').is_some_and(|(ip, port)| {
+            ip.parse::<std::net::Ipv4Addr>().is_ok()
+                && !port.is_empty()
+                && port.chars().all(|c| c.is_ascii_digit())
+        });
+        if is_endpoint {
+            out.push_str("<ep>");
+            rest = &tail[addr_len..];
+        } else {
+            out.push_str("127.");
+            rest = &tail["127.".len()..];
+        }
     }
     out.push_str(rest);
     out
@@ -492,7 +487,7 @@ fn run_script(steps: &[Step], all: &str, one: &str) -> Vec<String> {
     let mut transcript = Vec::new();
     for s in steps {
         let endpoints = if s.scope == Scope::All { all } else { one };
-        transcript.extend(render(s, &etcdctl(endpoints, s)));
+        transcript.extend(render(s, &run_step(endpoints, s)));
     }
     transcript
 }
@@ -505,30 +500,30 @@ fn save(dir: &Path, name: &str, transcript: &[String]) {
 /// after they start, as etcd members do; until then a member shows without client URLs, or as
 /// "unstarted"); returns `member list`.
 fn wait_started(c: &Cluster) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let list = c.etcdctl(&["member", "list"]);
-        let published = list.lines().all(|l| {
-            let fields: Vec<&str> = l.split(", ").collect();
-            fields.len() == 6 && fields[1] == "started" && !fields[4].is_empty()
-        });
-        if published || Instant::now() > deadline {
-            return list;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Duration::from_secs(10),
+        "every member to publish its name and client URLs",
+        || {
+            let list = c.etcdctl(&["member", "list"]);
+            let published = list.lines().all(|l| {
+                let fields: Vec<&str> = l.split(", ").collect();
+                fields.len() == 6 && fields[1] == "started" && !fields[4].is_empty()
+            });
+            if published { Ok(list) } else { Err(list) }
+        },
+    )
 }
 
 /// Runs `steps` on a fresh etcd and a fresh 3-voter mango; panics with a diff if the
 /// normalised transcripts differ.
 fn compare(steps: &[Step]) {
-    let etcd = Etcd::start();
+    let etcd = Cluster::etcd(1);
     let mango = Cluster::start(3);
-    let leader = mango.wait_leader(Duration::from_secs(20));
+    let leader = mango.wait_leader();
     let follower = mango.voters[(leader + 1) % 3].endpoint();
     wait_started(&mango);
 
-    let expected = run_script(steps, &etcd.endpoint, &etcd.endpoint);
+    let expected = run_script(steps, &etcd.endpoints(), &etcd.endpoints());
     let got = run_script(steps, &mango.endpoints(), &follower);
     // MANGO_COMPAT_DIR=<dir> keeps both transcripts for reading.
     let dir = std::env::var_os("MANGO_COMPAT_DIR")
@@ -554,13 +549,13 @@ fn etcdctl_transcript_matches_etcd() {
 #[test]
 fn etcdctl_transcript_through_the_proxy_matches_etcd() {
     let steps = script();
-    let etcd = Etcd::start();
-    let mango = Cluster::start(3);
-    mango.wait_leader(Duration::from_secs(20));
+    let etcd = Cluster::etcd(1);
+    let mut mango = Cluster::start(3);
     wait_started(&mango);
-    let proxy = ProxyProc::start(&mango);
-    let expected = run_script(&steps, &etcd.endpoint, &etcd.endpoint);
-    let got = run_script(&steps, &proxy.endpoint, &proxy.endpoint);
+    mango.start_proxy(&[]);
+    let expected = run_script(&steps, &etcd.endpoints(), &etcd.endpoints());
+    let proxy = mango.proxy_endpoint();
+    let got = run_script(&steps, &proxy, &proxy);
     let dir = std::env::var_os("MANGO_COMPAT_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| mango.path().to_path_buf());
@@ -633,7 +628,7 @@ fn member_list_has_one_line_per_voter() {
 fn endpoint_health_of_every_voter_at_once() {
     let mango = Cluster::start(3);
     for round in 0..10 {
-        let out = Cluster::etcdctl_at(
+        let out = etcdctl(
             &mango.endpoints(),
             &["endpoint", "health", "--command-timeout=3s"],
         );

@@ -4,97 +4,23 @@
 //! (lease ids normalised), and concurrent `etcdctl lock` holders never overlap.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+use std::time::Duration;
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use mango_testkit::Cluster;
+use mango_testkit::etcdctl::Background;
 
-use harness::Cluster;
-use harness::etcd::Etcd;
-
-/// A background etcdctl, its stdout collected as it comes.
-struct Background {
-    child: Child,
-    out: Arc<Mutex<Vec<u8>>>,
-}
+/// How long etcdctl may take to print or exit.
+const WAIT: Duration = Duration::from_secs(15);
 
 fn spawn(endpoints: &str, args: &[&str]) -> Background {
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoints}"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etcdctl is installed");
-    let mut stdout = child.stdout.take().unwrap();
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let sink = out.clone();
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 1024];
-        while let Ok(n) = stdout.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
-        }
+    Background::spawn(endpoints, args)
+}
+
+/// Waits until `b` printed `lines` lines.
+fn wait_lines(b: &Background, lines: usize, what: &str) {
+    b.wait_stdout(WAIT, &format!("{lines} lines of {what}"), |out| {
+        out.lines().count() >= lines
     });
-    Background { child, out }
-}
-
-impl Background {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
-    }
-
-    /// Waits until the output has `lines` lines.
-    fn wait_lines(&self, lines: usize, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while self.text().lines().count() < lines {
-            assert!(Instant::now() < deadline, "{what}: got {:?}", self.text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn finished(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-
-    /// SIGTERM (etcdctl then unlocks or resigns and closes its session) and wait.
-    fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.finished() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn wait_exit(&mut self, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !self.finished() {
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not finish: {:?}",
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `name/<hex lease>` becomes `name/<lease>`.
@@ -114,49 +40,52 @@ fn scenario(endpoints: &str) -> Vec<String> {
     let mut t = Vec::new();
     // A lock around a command.
     let mut once = spawn(endpoints, &["lock", "L1", "--", "echo", "held-1"]);
-    once.wait_exit("lock with a command");
-    t.push(format!("lock L1 -- echo: {:?}", norm(&once.text())));
+    once.wait_exit(WAIT, "lock with a command");
+    t.push(format!("lock L1 -- echo: {:?}", norm(&once.stdout())));
 
     // A holder, and a second locker that must wait for it.
     let mut holder = spawn(endpoints, &["lock", "L2"]);
-    holder.wait_lines(1, "lock holder");
+    wait_lines(&holder, 1, "lock holder");
     let mut second = spawn(endpoints, &["lock", "L2", "--", "echo", "second"]);
+    // The test: a window in which the second locker must not get the held lock (the
+    // absence of an event: nothing to wait for).
     std::thread::sleep(Duration::from_millis(800));
     t.push(format!(
         "second locker finished while the lock was held: {}",
-        second.finished()
+        second.exited().is_some()
     ));
-    holder.terminate();
-    second.wait_exit("second locker");
-    t.push(format!("holder: {:?}", norm(&holder.text())));
-    t.push(format!("second: {:?}", norm(&second.text())));
+    holder.terminate(WAIT);
+    second.wait_exit(WAIT, "second locker");
+    t.push(format!("holder: {:?}", norm(&holder.stdout())));
+    t.push(format!("second: {:?}", norm(&second.stdout())));
 
     // An election: alpha leads, a listener sees it, beta waits, alpha resigns, beta leads.
     let mut alpha = spawn(endpoints, &["elect", "E1", "alpha"]);
-    alpha.wait_lines(2, "alpha campaign");
+    wait_lines(&alpha, 2, "alpha campaign");
     let listener = spawn(endpoints, &["elect", "-l", "E1"]);
-    listener.wait_lines(2, "listener");
+    wait_lines(&listener, 2, "listener");
     let mut beta = spawn(endpoints, &["elect", "E1", "beta"]);
+    // The test: a window in which beta must not win while alpha leads.
     std::thread::sleep(Duration::from_millis(800));
     t.push(format!(
         "beta before alpha resigned: {:?}",
-        norm(&beta.text())
+        norm(&beta.stdout())
     ));
-    alpha.terminate();
-    beta.wait_lines(2, "beta campaign");
-    listener.wait_lines(4, "listener sees beta");
-    t.push(format!("alpha: {:?}", norm(&alpha.text())));
-    t.push(format!("beta: {:?}", norm(&beta.text())));
-    t.push(format!("listener: {:?}", norm(&listener.text())));
-    beta.terminate();
+    alpha.terminate(WAIT);
+    wait_lines(&beta, 2, "beta campaign");
+    wait_lines(&listener, 4, "listener sees beta");
+    t.push(format!("alpha: {:?}", norm(&alpha.stdout())));
+    t.push(format!("beta: {:?}", norm(&beta.stdout())));
+    t.push(format!("listener: {:?}", norm(&listener.stdout())));
+    beta.terminate(WAIT);
     t
 }
 
 #[test]
 fn etcdctl_lock_and_elect_behave_as_against_etcd() {
-    let etcd = Etcd::start();
+    let etcd = Cluster::etcd(1);
     let mango = Cluster::start(3);
-    let expected = scenario(&etcd.endpoint);
+    let expected = scenario(&etcd.endpoints());
     let got = scenario(&mango.endpoints());
     assert_eq!(expected, got, "etcd 3.4 (left) and mango (right) differ");
 }
@@ -179,7 +108,7 @@ fn concurrent_etcdctl_lock_holders_never_overlap() {
         })
         .collect();
     for h in &mut holders {
-        h.wait_exit("lock holder");
+        h.wait_exit(WAIT, "lock holder");
     }
     let text = std::fs::read_to_string(&log).unwrap();
     let marks: Vec<(String, u128)> = text

@@ -5,19 +5,18 @@
 //! same data at the same revision.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions, GetOptions};
-use harness::Cluster;
+use mango_testkit::{Cluster, wait_until};
 
 const WRITERS: usize = 4;
-/// Writes before the kill, after it, and at least after the new leader is known.
-const BEFORE_KILL: Duration = Duration::from_secs(1);
+/// Writes acknowledged before the kill (the load is under way).
+const BEFORE_KILL: usize = 40;
+/// Writes after the kill, and at least after the new leader is known.
 const AFTER_KILL: Duration = Duration::from_secs(2);
 const AFTER_FAILOVER: Duration = Duration::from_millis(1500);
 /// The bound on electing a new leader: 3 s plus the default election timeout (1 s).
@@ -56,8 +55,14 @@ async fn connect(endpoints: &[String]) -> Client {
         .expect("connect")
 }
 
-/// Puts `w{id}/{n}` until `stop`, each with a value naming it.
-fn writer(id: usize, endpoints: Vec<String>, stop: Arc<AtomicBool>) -> Ledger {
+/// Puts `w{id}/{n}` until `stop`, each with a value naming it; counts acknowledged puts in
+/// `acked`.
+fn writer(
+    id: usize,
+    endpoints: Vec<String>,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicUsize>,
+) -> Ledger {
     runtime().block_on(async move {
         let mut client = connect(&endpoints).await;
         let mut ledger = Ledger::default();
@@ -69,22 +74,19 @@ fn writer(id: usize, endpoints: Vec<String>, stop: Arc<AtomicBool>) -> Ledger {
             match tokio::time::timeout(PUT_TIMEOUT, client.put(key.as_str(), value.as_str(), None))
                 .await
             {
-                Ok(Ok(_)) => ledger.acked.push((key, value, Instant::now())),
+                Ok(Ok(_)) => {
+                    ledger.acked.push((key, value, Instant::now()));
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
                 Ok(Err(_)) | Err(_) => {
                     ledger.unknown.push((key, value, Instant::now()));
-                    // Do not spin on a dead endpoint.
+                    // Pacing, not waiting: do not spin on a dead endpoint.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
         }
         ledger
     })
-}
-
-fn member_id(c: &Cluster, i: usize) -> u64 {
-    c.status(i).expect("status")["header"]["member_id"]
-        .as_u64()
-        .unwrap()
 }
 
 /// Every key under `w` with its value, and the revision, read from one endpoint.
@@ -116,40 +118,32 @@ fn leader_killed_under_load_loses_no_acknowledged_write() {
     let endpoints: Vec<String> = c.voters.iter().map(|v| v.endpoint()).collect();
 
     let stop = Arc::new(AtomicBool::new(false));
+    let acked_so_far = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..WRITERS)
         .map(|id| {
-            let (endpoints, stop) = (endpoints.clone(), stop.clone());
-            std::thread::spawn(move || writer(id, endpoints, stop))
+            let (endpoints, stop, acked) = (endpoints.clone(), stop.clone(), acked_so_far.clone());
+            std::thread::spawn(move || writer(id, endpoints, stop, acked))
         })
         .collect();
 
-    std::thread::sleep(BEFORE_KILL);
-    let old = c.wait_leader(Duration::from_secs(5));
-    let old_id = member_id(&c, old);
+    wait_until(
+        Duration::from_secs(10),
+        format_args!("{BEFORE_KILL} writes acknowledged before the kill"),
+        || acked_so_far.load(Ordering::Relaxed) >= BEFORE_KILL,
+    );
+    let old = c.wait_leader();
+    let old_id = c.member_id(old).expect("the leader's member id");
     c.kill(old);
     let killed_at = Instant::now();
 
     // The two survivors agree on a new leader.
     let survivors: Vec<usize> = (0..3).filter(|&i| i != old).collect();
-    let (new_leader, failover) = loop {
-        let leaders: Vec<Option<u64>> = survivors
-            .iter()
-            .map(|&i| c.status(i).and_then(|s| s["leader"].as_u64()))
-            .collect();
-        if let [Some(a), Some(b)] = leaders[..]
-            && a == b
-            && a != 0
-            && a != old_id
-        {
-            break (a, killed_at.elapsed());
-        }
-        assert!(
-            killed_at.elapsed() < MAX_FAILOVER + Duration::from_secs(10),
-            "no new leader {:?} after the kill: {leaders:?}",
-            killed_at.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let new_leader = c.wait_new_leader(
+        &survivors,
+        Some(old_id),
+        MAX_FAILOVER + Duration::from_secs(10),
+    );
+    let failover = killed_at.elapsed();
     eprintln!("failover: new leader {new_leader:x} agreed on {failover:?} after SIGKILL");
     assert!(
         failover <= MAX_FAILOVER,
@@ -157,6 +151,7 @@ fn leader_killed_under_load_loses_no_acknowledged_write() {
     );
 
     let write_until = (killed_at + AFTER_KILL).max(killed_at + failover + AFTER_FAILOVER);
+    // The test: the load goes on for a while after the failover.
     std::thread::sleep(write_until.saturating_duration_since(Instant::now()));
     stop.store(true, Ordering::Relaxed);
     let ledgers: Vec<Ledger> = writers.into_iter().map(|w| w.join().unwrap()).collect();
@@ -207,27 +202,23 @@ fn leader_killed_under_load_loses_no_acknowledged_write() {
     );
 
     // The killed voter comes back and catches up.
-    c.spawn(old, "new");
-    let leader = c.wait_leader(Duration::from_secs(20));
+    c.spawn(old);
+    let leader = c.wait_leader();
     let (data, revision) =
         read_all(&c.voters[leader].endpoint(), false).expect("linearizable read on the leader");
-    let deadline = Instant::now() + Duration::from_secs(20);
     for (i, v) in c.voters.iter().enumerate() {
-        loop {
-            let local = read_all(&v.endpoint(), true);
-            if let Some((local, r)) = &local
-                && *r == revision
-            {
-                assert_eq!(*local, data, "voter {i} serves other data at revision {r}");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "voter {i} did not catch up to revision {revision}: {:?}",
-                local.map(|(d, r)| (d.len(), r))
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let local = wait_until(
+            Duration::from_secs(20),
+            format_args!("voter {i} to catch up to revision {revision}"),
+            || match read_all(&v.endpoint(), true) {
+                Some((local, r)) if r == revision => Ok(local),
+                other => Err(other.map(|(d, r)| (d.len(), r))),
+            },
+        );
+        assert_eq!(
+            local, data,
+            "voter {i} serves other data at revision {revision}"
+        );
     }
 
     // Every acknowledged write is there, with its value.

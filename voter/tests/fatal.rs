@@ -3,11 +3,9 @@
 //! SERVING: it logs why and exits non-zero within a second (mango-boot's fatal path).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::time::{Duration, Instant};
 
-use harness::Cluster;
+use mango_testkit::{Cluster, etcdctl, wait_until};
 
 #[test]
 fn a_failed_log_write_ends_the_voter_with_a_nonzero_status_within_a_second() {
@@ -22,22 +20,16 @@ fn a_failed_log_write_ends_the_voter_with_a_nonzero_status_within_a_second() {
     std::fs::write(&trigger, b"").unwrap();
     let failed_at = Instant::now();
     // The next write needs a log write: it fails, and so does the process.
-    let _ = Cluster::etcdctl_at(
+    let _ = etcdctl(
         &c.voters[0].endpoint(),
         &["put", "k", "after", "--command-timeout=2s"],
     );
-    let child = c.voters[0].child.as_mut().unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            failed_at.elapsed() < Duration::from_secs(5),
-            "the voter still runs after its log write failed:\n{}",
-            c.log_of(0)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let what = format!(
+        "the voter to exit after its log write failed (log {})",
+        c.voters[0].log.display()
+    );
+    let proc = c.voters[0].proc.as_mut().unwrap();
+    let status = wait_until(Duration::from_secs(5), what, || proc.exited());
     let took = failed_at.elapsed();
     assert_eq!(status.code(), Some(70), "{}", c.log_of(0));
     // The put is sent at once and its log write fails at once: exit within a second of it
@@ -48,12 +40,11 @@ fn a_failed_log_write_ends_the_voter_with_a_nonzero_status_within_a_second() {
         log.contains("injected failure"),
         "the reason is not logged:\n{log}"
     );
-    c.voters[0].child = None;
 
     // Nothing acknowledged was lost: restarted without the fault, the voter has the first put.
     std::fs::remove_file(&trigger).unwrap();
-    c.spawn(0, "new");
-    c.wait_leader(Duration::from_secs(20));
+    c.spawn(0);
+    c.wait_leader();
     assert_eq!(
         c.etcdctl(&["get", "k", "--print-value-only"]).trim(),
         "before"

@@ -3,29 +3,20 @@
 //! (third_party/h2 carries the patch), or these commands fail with PROTOCOL_ERROR.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
-use std::time::Duration;
-
-use harness::Cluster;
+use mango_testkit::{Cluster, etcdctl};
 
 #[test]
 fn per_endpoint_commands_work_with_http_endpoints() {
     let c = Cluster::start(3);
-    let leader = c.wait_leader(Duration::from_secs(20));
-    let urls: Vec<String> = c
-        .voters
-        .iter()
-        .map(|v| format!("http://{}", v.endpoint()))
-        .collect();
-    let all = urls.join(",");
+    let leader = c.wait_leader();
+    let all = c.voter_urls().join(",");
     for args in [
         vec!["put", "k", "v"],
         vec!["endpoint", "status"],
         vec!["endpoint", "hashkv"],
         vec!["defrag"],
     ] {
-        let out = Cluster::etcdctl_at(&all, &args);
+        let out = etcdctl(&all, &args);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -37,9 +28,8 @@ fn per_endpoint_commands_work_with_http_endpoints() {
         }
     }
     // move-leader asks each endpoint for its status first.
-    let status = c.status((leader + 1) % 3).unwrap();
-    let target = status["header"]["member_id"].as_u64().unwrap();
-    let out = Cluster::etcdctl_at(&all, &["move-leader", &format!("{target:x}")]);
+    let target = c.member_id((leader + 1) % 3).unwrap();
+    let out = etcdctl(&all, &["move-leader", &format!("{target:x}")]);
     assert!(
         out.status.success(),
         "move-leader: {}{}",

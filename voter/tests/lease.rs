@@ -4,13 +4,10 @@
 //! and expiry across a leader failover (never early, and done by the new leader).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions, PutOptions};
-use harness::Cluster;
-use harness::etcd::Etcd;
+use mango_testkit::{Cluster, etcdctl, wait_until, wait_until_async};
 
 /// Runs the lease script against `all` (every endpoint) and `one` (a follower's, for the
 /// keep-alives that must be forwarded); returns the normalised transcript.
@@ -29,7 +26,7 @@ fn lease_script(all: &str, one: &str) -> Vec<String> {
             })
             .collect();
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = Cluster::etcdctl_at(endpoints, &refs);
+        let out = etcdctl(endpoints, &refs);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         // A grant names a new lease: remember it to use and to normalise.
@@ -117,25 +114,25 @@ fn lease_script(all: &str, one: &str) -> Vec<String> {
 /// A follower's endpoint, once every member published its client URLs (forwarding to the
 /// leader needs the leader's).
 fn follower(c: &Cluster) -> String {
-    let leader = c.wait_leader(Duration::from_secs(20));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while c
-        .etcdctl(&["member", "list"])
-        .lines()
-        .any(|l| l.ends_with(", , false"))
-    {
-        assert!(Instant::now() < deadline, "members did not publish");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let leader = c.wait_leader();
+    wait_until(
+        Duration::from_secs(10),
+        "every member to publish its client URLs",
+        || {
+            !c.etcdctl(&["member", "list"])
+                .lines()
+                .any(|l| l.ends_with(", , false"))
+        },
+    );
     c.voters[(leader + 1) % c.voters.len()].endpoint()
 }
 
 #[test]
 fn etcdctl_lease_transcript_matches_etcd() {
-    let etcd = Etcd::start();
+    let etcd = Cluster::etcd(1);
     let mango = Cluster::start(3);
     let one = follower(&mango);
-    let expected = lease_script(&etcd.endpoint, &etcd.endpoint);
+    let expected = lease_script(&etcd.endpoints(), &etcd.endpoints());
     let got = lease_script(&mango.endpoints(), &one);
     assert_eq!(
         expected.join("\n"),
@@ -150,24 +147,27 @@ async fn client(endpoints: &str) -> Client {
 }
 
 /// Waits until `key` is gone on every running voter (serializable reads: each member's own
-/// state), returning how long it took.
-async fn wait_gone_everywhere(c: &Cluster, key: &str, timeout: Duration) -> Duration {
+/// state), `timeout` for all together.
+async fn wait_gone_everywhere(c: &Cluster, key: &str, timeout: Duration) {
     let start = Instant::now();
-    for v in c.voters.iter().filter(|v| v.child.is_some()) {
-        let mut cl = client(&v.endpoint()).await;
-        loop {
-            let r = cl
-                .get(key, Some(GetOptions::new().with_serializable()))
-                .await
-                .unwrap();
-            if r.kvs().is_empty() {
-                break;
-            }
-            assert!(start.elapsed() < timeout, "{key} still on {}", v.name);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    for v in c.voters.iter().filter(|v| v.is_running()) {
+        let cl = client(&v.endpoint()).await;
+        wait_until_async(
+            timeout.saturating_sub(start.elapsed()),
+            format!("{key} to be gone on {}", v.name),
+            || {
+                let mut cl = cl.clone();
+                async move {
+                    let r = cl
+                        .get(key, Some(GetOptions::new().with_serializable()))
+                        .await
+                        .unwrap();
+                    r.kvs().is_empty()
+                }
+            },
+        )
+        .await;
     }
-    start.elapsed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,6 +187,7 @@ async fn keepalive_through_a_follower_keeps_a_lease_and_expiry_deletes_its_keys_
         keeper.keep_alive().await.unwrap();
         let resp = responses.message().await.unwrap().unwrap();
         assert_eq!(resp.ttl(), 2, "a keep-alive answers the full TTL");
+        // The test: a keep-alive every 500 ms, 4 s in all, twice the TTL.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let r = leader_client.get("kept", None).await.unwrap();
@@ -220,13 +221,9 @@ async fn keepalive_through_a_follower_keeps_a_lease_and_expiry_deletes_its_keys_
 async fn a_lease_expires_after_a_leader_failover_and_never_early() {
     // Checkpoints every 500 ms: the next leader resumes from the remaining TTL.
     let mut c = Cluster::start_with(3, &["--lease-checkpoint-interval-ms", "500"]);
-    let leader = c.wait_leader(Duration::from_secs(20));
+    let leader = c.wait_leader();
     let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
-    let survivors = others
-        .iter()
-        .map(|&i| c.voters[i].endpoint())
-        .collect::<Vec<_>>()
-        .join(",");
+    let survivors = c.endpoints_of(&others);
     let mut cl = client(&survivors).await;
     let granted_at = Instant::now();
     let ttl = 6;
@@ -234,10 +231,21 @@ async fn a_lease_expires_after_a_leader_failover_and_never_early() {
     cl.put("doomed", "v", Some(PutOptions::new().with_lease(id)))
         .await
         .unwrap();
-    // Let a checkpoint or two record the remaining TTL, then kill the leader.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Two checkpoints record the remaining TTL (each a Raft entry of its own: nothing else
+    // is written), applied on both survivors; then the leader is killed.
+    let applied = |i: usize| c.status(i).and_then(|s| s["raftAppliedIndex"].as_u64());
+    let after_put = (0..3).filter_map(applied).max().unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "two lease checkpoints applied on both survivors",
+        || {
+            others
+                .iter()
+                .all(|&i| applied(i).is_some_and(|a| a >= after_put + 2))
+        },
+    );
     c.kill(leader);
-    c.wait_leader(Duration::from_secs(10));
+    c.wait_leader();
 
     // Never early: still there just before the TTL runs out.
     let until = granted_at + Duration::from_secs(ttl as u64) - Duration::from_millis(500);
@@ -253,6 +261,7 @@ async fn a_lease_expires_after_a_leader_failover_and_never_early() {
                 granted_at.elapsed()
             );
         }
+        // The test: the key is watched over the lease's whole life, a read every 200 ms.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Expired by the new leader: within the TTL, one election timeout of grace, and slack.

@@ -16,17 +16,14 @@
 //! `MANGO_JEPSEN_SECS=120 cargo nextest run -p mango-voter --test linearizability`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions, WatchOptions};
-use harness::Cluster;
-use harness::netns::Netns;
 use mango_checker::lease::{KeysSeen, LeaseLife, check_leases};
 use mango_checker::{Op, Operation, Xorshift, bound_unknown_writes, check_register, jepsen_secs};
+use mango_testkit::{Cluster, Netns, wait_until_async};
 
 const KEYS: usize = 4;
 const CLIENTS: usize = 5;
@@ -40,15 +37,7 @@ async fn client_loop(
     until: Instant,
     history: History,
 ) -> (usize, usize) {
-    let options = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_millis(500))
-        .with_timeout(Duration::from_secs(2));
-    let mut client = loop {
-        if let Ok(c) = Client::connect(endpoints.clone(), Some(options.clone())).await {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let mut client = connect(&endpoints).await;
     let mut rng = Xorshift(0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1));
     let (mut ok, mut failed): (usize, usize) = (0, 0);
     let mut n = 0u64;
@@ -102,6 +91,7 @@ async fn client_loop(
             }
         }
         if failed > 0 && failed.is_multiple_of(5) {
+            // Pacing, not waiting: do not spin while the nemesis has the cluster down.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -118,12 +108,12 @@ async fn connect(endpoints: &[String]) -> Client {
     let options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_millis(500))
         .with_timeout(Duration::from_secs(2));
-    loop {
-        if let Ok(c) = Client::connect(endpoints.to_vec(), Some(options.clone())).await {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_async(
+        Duration::from_secs(20),
+        format!("a client connection to {endpoints:?}"),
+        || Client::connect(endpoints.to_vec(), Some(options.clone())),
+    )
+    .await
 }
 
 /// One lease client: grants a lease, puts a key of its own with it, keeps it alive 0 to 4
@@ -146,6 +136,7 @@ async fn lease_loop(
         let key = format!("lease/c{id}-{n}");
         let call = now();
         let Ok(grant) = client.lease_grant(LEASE_TTL, None).await else {
+            // Pacing, not waiting: retry the grant a little later.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
@@ -161,6 +152,7 @@ async fn lease_loop(
             && let Ok((mut keeper, mut answers)) = client.lease_keep_alive(grant.id()).await
         {
             for _ in 0..times {
+                // The test's schedule: a keep-alive every KEEP_ALIVE_EVERY.
                 tokio::time::sleep(KEEP_ALIVE_EVERY).await;
                 let call = now();
                 if keeper.keep_alive().await.is_err() {
@@ -200,6 +192,7 @@ async fn lease_reader(endpoints: Vec<String>, start: Instant, end: Instant) -> V
                 present: r.kvs().iter().map(|kv| kv.key().to_vec()).collect(),
             });
         }
+        // The test's schedule: a read every 150 ms.
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     reads
@@ -223,6 +216,7 @@ async fn watcher(endpoints: Vec<String>, until: Instant, grace: Duration) -> (Ev
         let ep = endpoints[reconnects % endpoints.len()].clone();
         let Ok(mut c) = Client::connect([ep], Some(options.clone())).await else {
             reconnects += 1;
+            // Pacing, not waiting: try the next endpoint a little later.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
@@ -272,7 +266,8 @@ async fn watcher(endpoints: Vec<String>, until: Instant, grace: Duration) -> (Ev
 }
 
 /// The faults, spread over the run: kill -9 of the leader and its restart, a paused
-/// follower, an isolated leader. Returns the cluster (and what it did).
+/// follower, an isolated leader. Returns the cluster (and what it did). The sleeps pace the
+/// nemesis: each fault lasts `step`, with `step` of calm before the first.
 fn nemesis(mut c: Cluster, net: Arc<Netns>, secs: u64) -> (Cluster, Vec<String>) {
     let mut did = Vec::new();
     let step = Duration::from_millis(secs * 1000 / 8);
@@ -282,29 +277,23 @@ fn nemesis(mut c: Cluster, net: Arc<Netns>, secs: u64) -> (Cluster, Vec<String>)
         rounds += 1;
         std::thread::sleep(step);
         // 1. kill -9 the leader, restart it.
-        let leader = c.wait_leader(Duration::from_secs(10));
+        let leader = c.wait_leader();
         c.kill(leader);
         did.push(format!("kill -9 {}", c.voters[leader].name));
         std::thread::sleep(step);
-        c.spawn(leader, "new");
+        c.spawn(leader);
         did.push(format!("restart {}", c.voters[leader].name));
         // 2. pause a follower.
-        let leader = c.wait_leader(Duration::from_secs(10));
+        let leader = c.wait_leader();
         let follower = (leader + 1) % 3;
-        let pid = c.voters[follower].child.as_ref().map(|ch| ch.id()).unwrap();
-        let signal = |sig: &str| {
-            let _ = std::process::Command::new("kill")
-                .args([sig, &pid.to_string()])
-                .status();
-        };
-        signal("-STOP");
+        c.voters[follower].signal("STOP");
         did.push(format!("SIGSTOP {}", c.voters[follower].name));
         std::thread::sleep(step);
-        signal("-CONT");
+        c.voters[follower].signal("CONT");
         did.push(format!("SIGCONT {}", c.voters[follower].name));
         // 3. cut the leader off from its peers (inside its network namespace; clients
         // still reach it).
-        let leader = c.wait_leader(Duration::from_secs(10));
+        let leader = c.wait_leader();
         net.cut_peers(leader);
         did.push(format!("isolate {}", c.voters[leader].name));
         std::thread::sleep(step);
@@ -326,11 +315,7 @@ async fn kv_history_is_linearizable_under_kills_pauses_and_partitions() {
     );
     let net = Arc::new(Netns::create(3));
     let c = Cluster::start_in(&net, &[]);
-    let endpoints: Vec<String> = c
-        .voters
-        .iter()
-        .map(|v| format!("http://{}", v.endpoint()))
-        .collect();
+    let endpoints = c.voter_urls();
     let start = Instant::now();
     let until = start + Duration::from_secs(secs);
     let history: History = Arc::default();
@@ -375,7 +360,7 @@ async fn kv_history_is_linearizable_under_kills_pauses_and_partitions() {
         failed += f;
     }
     let (c, did) = faults.await.unwrap();
-    c.wait_leader(Duration::from_secs(20));
+    c.wait_leader();
     let (mut leases, mut keep_alives) = (0, 0);
     for t in leasers {
         let (l, k) = t.await.unwrap();
@@ -383,24 +368,37 @@ async fn kv_history_is_linearizable_under_kills_pauses_and_partitions() {
         keep_alives += k;
     }
     let mut lease_reads = reader.await.unwrap();
-    // Every lease lapsed: a while after the run, every leased key is gone.
-    let mut client = connect(&endpoints).await;
-    let deadline = Instant::now() + Duration::from_secs(LEASE_TTL as u64 + 15);
-    let left = loop {
-        let opts = GetOptions::new().with_prefix().with_keys_only();
-        let call = start.elapsed().as_nanos() as u64;
-        if let Ok(r) = client.get("lease/", Some(opts)).await {
-            let present: std::collections::BTreeSet<Vec<u8>> =
-                r.kvs().iter().map(|kv| kv.key().to_vec()).collect();
-            let ret = start.elapsed().as_nanos() as u64;
-            let empty = present.is_empty();
-            lease_reads.push(KeysSeen { call, ret, present });
-            if empty || Instant::now() > deadline {
-                break r.kvs().len();
+    // Every lease lapsed: a while after the run, every leased key is gone (each read
+    // recorded for the check).
+    let client = connect(&endpoints).await;
+    let last_reads: Arc<Mutex<Vec<KeysSeen>>> = Arc::default();
+    wait_until_async(
+        Duration::from_secs(LEASE_TTL as u64 + 15),
+        "every leased key to be gone long after its lease lapsed",
+        || {
+            let (mut client, reads) = (client.clone(), last_reads.clone());
+            async move {
+                let opts = GetOptions::new().with_prefix().with_keys_only();
+                let call = start.elapsed().as_nanos() as u64;
+                let r = client
+                    .get("lease/", Some(opts))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let present: std::collections::BTreeSet<Vec<u8>> =
+                    r.kvs().iter().map(|kv| kv.key().to_vec()).collect();
+                let ret = start.elapsed().as_nanos() as u64;
+                let left = present.len();
+                reads.lock().unwrap().push(KeysSeen { call, ret, present });
+                if left == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{left} leased keys"))
+                }
             }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+        },
+    )
+    .await;
+    lease_reads.extend(last_reads.lock().unwrap().drain(..));
     let mut watched = Vec::new();
     for w in watchers {
         watched.push(w.await.unwrap());
@@ -433,10 +431,6 @@ async fn kv_history_is_linearizable_under_kills_pauses_and_partitions() {
         lease_reads.len()
     );
     assert!(leases > 0, "no lease life completed");
-    assert_eq!(
-        left, 0,
-        "leased keys still there long after their leases lapsed"
-    );
     if let Err(e) = check_leases(&lives, &lease_reads) {
         panic!("leases: {e}; faults: {did:?}");
     }

@@ -4,13 +4,11 @@
 //! leader at a time, proclaims, resigns and is observed in order.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, LeaderKey, LockOptions, ProclaimOptions, ResignOptions};
-use harness::Cluster;
+use mango_testkit::Cluster;
 
 async fn client(c: &Cluster) -> Client {
     let eps: Vec<String> = c.endpoints().split(',').map(str::to_string).collect();
@@ -34,6 +32,7 @@ async fn lock_holders_never_overlap() {
                     .await
                     .unwrap();
                 let start = Instant::now();
+                // The test: hold the lock a while, so overlapping holds would show.
                 tokio::time::sleep(Duration::from_millis(30)).await;
                 let end = Instant::now();
                 intervals.lock().unwrap().push((start, end, worker));
@@ -77,6 +76,8 @@ async fn a_revoked_holder_frees_the_lock_and_a_missing_lease_is_refused() {
             .lock("l2", Some(LockOptions::new().with_lease(second)))
             .await
     });
+    // The test: a window in which the second locker must not get the held lock (nothing
+    // to wait for: it is the absence of an event).
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!waiting.is_finished(), "the second locker got a held lock");
     // The holder's lease goes (as when its session dies): the waiter gets the lock.
@@ -116,6 +117,7 @@ async fn election_has_one_leader_proclaims_resigns_and_is_observed() {
     // b campaigns and waits while a leads.
     let mut other = cl.clone();
     let b_campaign = tokio::spawn(async move { other.campaign("e1", "beta", b).await });
+    // The test: a window in which b must not win while a leads (the absence of an event).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!b_campaign.is_finished(), "two leaders at once");
 

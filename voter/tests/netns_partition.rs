@@ -6,30 +6,19 @@
 //! (nothing reaches it) and plugged back: it catches up.
 #![allow(clippy::unwrap_used)]
 
-mod harness;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use harness::Cluster;
-use harness::netns::Netns;
+use mango_testkit::{Cluster, Netns, etcdctl, wait_until};
 
 fn get(c: &Cluster, i: usize, key: &str, serializable: bool) -> Option<String> {
     let mut args = vec!["get", key, "--print-value-only", "--command-timeout=3s"];
     if serializable {
         args.push("--consistency=s");
     }
-    let out = Cluster::etcdctl_at(&c.voters[i].endpoint(), &args);
+    let out = etcdctl(&c.voters[i].endpoint(), &args);
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -41,28 +30,15 @@ fn a_leader_cut_off_in_its_own_namespace_serves_no_stale_read_and_rejoins() {
     let net = Netns::create(3);
     let c = Cluster::start_in(&net, &[]);
     c.etcdctl(&["put", "k", "v1"]);
-    let old = c.wait_leader(Duration::from_secs(10));
+    let old = c.wait_leader();
     let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
-    let old_id = c.status(old).unwrap()["header"]["member_id"].as_u64();
+    let old_id = c.member_id(old);
+    assert!(old_id.is_some());
 
     net.cut_peers(old);
-    wait_for(
-        "a new leader in the majority",
-        Duration::from_secs(15),
-        || {
-            let leaders: Vec<Option<u64>> = others
-                .iter()
-                .map(|&i| c.status(i).and_then(|s| s["leader"].as_u64()))
-                .collect();
-            leaders[0].is_some_and(|l| l != 0 && Some(l) != old_id) && leaders[0] == leaders[1]
-        },
-    );
-    let majority = others
-        .iter()
-        .map(|&i| c.voters[i].endpoint())
-        .collect::<Vec<_>>()
-        .join(",");
-    let out = Cluster::etcdctl_at(&majority, &["put", "k", "v2"]);
+    c.wait_new_leader(&others, old_id, Duration::from_secs(15));
+    let majority = c.endpoints_of(&others);
+    let out = etcdctl(&majority, &["put", "k", "v2"]);
     assert!(out.status.success(), "the majority took no write: {out:?}");
 
     // The old leader still holds v1 (the partition is real) but must not serve it as
@@ -76,30 +52,26 @@ fn a_leader_cut_off_in_its_own_namespace_serves_no_stale_read_and_rejoins() {
     );
 
     net.heal_peers(old);
-    wait_for(
-        "the old leader to serve v2",
+    wait_until(
         Duration::from_secs(20),
+        "the old leader to serve v2",
         || get(&c, old, "k", false).as_deref() == Some("v2"),
     );
 
     // Pull a follower's cable: nothing reaches it; the others go on; plugged back, it
     // catches up.
-    let leader = c.wait_leader(Duration::from_secs(10));
+    let leader = c.wait_leader();
     let follower = (0..3).find(|&i| i != leader).unwrap();
     net.unplug(follower);
     assert!(
         get(&c, follower, "k", true).is_none(),
         "an unplugged host answered"
     );
-    let rest = (0..3)
-        .filter(|&i| i != follower)
-        .map(|i| c.voters[i].endpoint())
-        .collect::<Vec<_>>()
-        .join(",");
-    let out = Cluster::etcdctl_at(&rest, &["put", "k", "v3"]);
+    let rest: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
+    let out = etcdctl(&c.endpoints_of(&rest), &["put", "k", "v3"]);
     assert!(out.status.success(), "two of three took no write: {out:?}");
     net.plug(follower);
-    wait_for("the follower to catch up", Duration::from_secs(20), || {
+    wait_until(Duration::from_secs(20), "the follower to catch up", || {
         get(&c, follower, "k", false).as_deref() == Some("v3")
     });
     drop(c);

@@ -4,12 +4,9 @@
 //! after healing, everyone converges and no acknowledged write is lost.
 #![allow(clippy::unwrap_used)]
 
-mod harness;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use harness::Cluster;
-use harness::netns::Netns;
+use mango_testkit::{Cluster, Netns, etcdctl};
 
 #[test]
 fn isolated_leader_is_replaced_and_the_partition_heals_without_losing_writes() {
@@ -22,43 +19,18 @@ fn isolated_leader_is_replaced_and_the_partition_heals_without_losing_writes() {
     for i in 0..20 {
         c.etcdctl(&["put", &format!("before/{i:02}"), "v"]);
     }
-    let old = c.wait_leader(Duration::from_secs(10));
+    let old = c.wait_leader();
+    let old_id = c.member_id(old);
     let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
     net.cut_peers(old);
 
     // The majority elects a new leader.
-    let majority = others
-        .iter()
-        .map(|&i| c.voters[i].endpoint())
-        .collect::<Vec<_>>()
-        .join(",");
-    let started = Instant::now();
-    let new_leader = loop {
-        let leaders: Vec<u64> = others
-            .iter()
-            .filter_map(|&i| c.status(i))
-            .filter_map(|s| s["leader"].as_u64())
-            .collect();
-        let old_id = c
-            .status(old)
-            .and_then(|s| s["header"]["member_id"].as_u64());
-        if leaders.len() == 2
-            && leaders[0] == leaders[1]
-            && leaders[0] != 0
-            && Some(leaders[0]) != old_id
-        {
-            break leaders[0];
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "no new leader in the majority"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let majority = c.endpoints_of(&others);
+    let new_leader = c.wait_new_leader(&others, old_id, Duration::from_secs(15));
     assert_ne!(new_leader, 0);
     // Writes to the majority succeed.
     for i in 0..20 {
-        let out = Cluster::etcdctl_at(&majority, &["put", &format!("during/{i:02}"), "v"]);
+        let out = etcdctl(&majority, &["put", &format!("during/{i:02}"), "v"]);
         assert!(
             out.status.success(),
             "{}",
@@ -67,7 +39,7 @@ fn isolated_leader_is_replaced_and_the_partition_heals_without_losing_writes() {
     }
     // The isolated voter cannot commit anything.
     let isolated = c.voters[old].endpoint();
-    let out = Cluster::etcdctl_at(&isolated, &["--command-timeout=3s", "put", "isolated", "x"]);
+    let out = etcdctl(&isolated, &["--command-timeout=3s", "put", "isolated", "x"]);
     assert!(
         !out.status.success(),
         "a write on the isolated side succeeded"

@@ -6,19 +6,17 @@
 //! voter up, the same leader at the same term, writes acknowledged.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::time::{Duration, Instant};
 
-use harness::Cluster;
 use mango_proto::mangopb::peer_client::PeerClient;
 use mango_proto::mangopb::{PeerBatch, SnapshotChunk};
+use mango_testkit::Cluster;
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType, Snapshot};
 
 /// The leader's member id, its index and the term, as `endpoint status` reports them.
 fn leader_and_term(c: &Cluster) -> (u64, usize, u64) {
-    let i = c.wait_leader(Duration::from_secs(20));
+    let i = c.wait_leader();
     let st = c.status(i).expect("status");
     (
         st["leader"].as_u64().expect("leader"),
@@ -86,9 +84,9 @@ async fn send(
 
 fn assert_unharmed(c: &mut Cluster, leader: u64, term: u64, what: &str) {
     for i in 0..c.voters.len() {
-        let child = c.voters[i].child.as_mut().unwrap();
+        let exited = c.voters[i].proc.as_mut().and_then(|p| p.exited());
         assert!(
-            child.try_wait().unwrap().is_none(),
+            exited.is_none(),
             "{what}: voter {i} exited:\n{}",
             c.log_of(i)
         );

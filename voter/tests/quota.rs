@@ -2,9 +2,7 @@
 //! alarm shows; reads and deletes still work.
 #![allow(clippy::unwrap_used)]
 
-mod harness;
-
-use harness::Cluster;
+use mango_testkit::{Cluster, etcdctl};
 
 #[test]
 fn writes_past_the_quota_raise_nospace() {
@@ -12,7 +10,7 @@ fn writes_past_the_quota_raise_nospace() {
     let value = "x".repeat(20_000);
     let mut refused = None;
     for i in 0..200 {
-        let out = Cluster::etcdctl_at(&c.endpoints(), &["put", &format!("k{i:03}"), &value]);
+        let out = etcdctl(&c.endpoints(), &["put", &format!("k{i:03}"), &value]);
         if !out.status.success() {
             refused = Some(String::from_utf8_lossy(&out.stderr).to_string());
             break;
@@ -27,14 +25,14 @@ fn writes_past_the_quota_raise_nospace() {
     c.etcdctl(&["get", "k000", "--print-value-only"]);
     // The alarm is cluster-wide: every member lists it and refuses writes.
     for v in &c.voters {
-        let out = Cluster::etcdctl_at(&v.endpoint(), &["alarm", "list"]);
+        let out = etcdctl(&v.endpoint(), &["alarm", "list"]);
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("NOSPACE"),
             "{}: {:?}",
             v.name,
             out
         );
-        let put = Cluster::etcdctl_at(&v.endpoint(), &["put", "more", "x"]);
+        let put = etcdctl(&v.endpoint(), &["put", "more", "x"]);
         assert!(
             String::from_utf8_lossy(&put.stderr).contains("database space exceeded"),
             "{}",

@@ -1,11 +1,7 @@
 //! Stop and restart every voter: the data and the revision come back identical.
 #![allow(clippy::unwrap_used)]
 
-mod harness;
-
-use std::time::Duration;
-
-use harness::Cluster;
+use mango_testkit::{Cluster, etcdctl};
 
 #[test]
 fn stop_and_restart_all_voters_keeps_data_and_revision() {
@@ -20,9 +16,9 @@ fn stop_and_restart_all_voters_keeps_data_and_revision() {
         c.stop(i);
     }
     for i in 0..3 {
-        c.spawn(i, "new");
+        c.spawn(i);
     }
-    c.wait_leader(Duration::from_secs(20));
+    c.wait_leader();
     let after: serde_json::Value =
         serde_json::from_str(&c.etcdctl(&["get", "key", "--prefix", "-w", "json"])).unwrap();
     assert_eq!(after["kvs"], before["kvs"]);
@@ -30,7 +26,7 @@ fn stop_and_restart_all_voters_keeps_data_and_revision() {
     assert_eq!(after["count"], 49);
     // And every voter serves the same thing locally.
     for i in 0..3 {
-        let out = Cluster::etcdctl_at(
+        let out = etcdctl(
             &c.voters[i].endpoint(),
             &["get", "key", "--prefix", "--consistency=s", "-w", "json"],
         );
@@ -49,9 +45,9 @@ fn kill_9_all_voters_loses_no_acknowledged_write() {
         c.kill(i);
     }
     for i in 0..3 {
-        c.spawn(i, "new");
+        c.spawn(i);
     }
-    c.wait_leader(Duration::from_secs(20));
+    c.wait_leader();
     let out: serde_json::Value =
         serde_json::from_str(&c.etcdctl(&["get", "k", "--prefix", "-w", "json"])).unwrap();
     assert_eq!(out["count"], 30);
@@ -93,9 +89,9 @@ fn kill_9_after_raft_log_compaction_replays_from_the_durable_store() {
         c.kill(i);
     }
     for i in 0..3 {
-        c.spawn(i, "new");
+        c.spawn(i);
     }
-    c.wait_leader(Duration::from_secs(20));
+    c.wait_leader();
     let out: serde_json::Value =
         serde_json::from_str(&c.etcdctl(&["get", "d/", "--prefix", "--limit=1", "-w", "json"]))
             .unwrap();

@@ -11,18 +11,16 @@
 //! revision split across two responses (atomic).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
     Client, ConnectOptions, EventType, GetOptions, Txn, TxnOp, WatchOptions, WatchResponse,
 };
-use harness::Cluster;
 use mango_checker::Xorshift;
+use mango_testkit::{Cluster, wait_until};
 
 const WRITERS: usize = 3;
 const KEYS: u64 = 24;
@@ -151,7 +149,14 @@ struct Seen {
 
 /// Watches `k/` from `kind.start` until it saw revision `until` (once known), reconnecting to
 /// the next endpoint, from the revision after its last event, whenever its stream fails.
-async fn watcher(kind: Kind, endpoints: Vec<String>, first: usize, until: Arc<AtomicI64>) -> Seen {
+/// Counts itself in `created` once its first watch is created.
+async fn watcher(
+    kind: Kind,
+    endpoints: Vec<String>,
+    first: usize,
+    until: Arc<AtomicI64>,
+    created: Arc<AtomicUsize>,
+) -> Seen {
     let began = Instant::now();
     let mut seen = Seen {
         first_rev: kind.start,
@@ -189,6 +194,7 @@ async fn watcher(kind: Kind, endpoints: Vec<String>, first: usize, until: Arc<At
                 break 'connect;
             }
             if kind.slow && began.elapsed() < SLOW_FOR {
+                // The test: a slow reader.
                 tokio::time::sleep(SLOW_PACE).await;
             }
             match tokio::time::timeout(Duration::from_millis(300), stream.message()).await {
@@ -202,6 +208,7 @@ async fn watcher(kind: Kind, endpoints: Vec<String>, first: usize, until: Arc<At
                         if seen.first_rev == 0 {
                             // Watching from the next revision after the created header's.
                             seen.first_rev = resp.header().map_or(1, |h| h.revision()) + 1;
+                            created.fetch_add(1, Ordering::Relaxed);
                         }
                         continue;
                     }
@@ -277,6 +284,7 @@ async fn check_reference(client: &mut Client, history: &[Ev]) {
 #[test]
 fn watchers_see_every_revision_once_in_order_through_a_leader_kill() {
     let mut cluster = Cluster::start(3);
+    let created = Arc::new(AtomicUsize::new(0));
     let endpoints: Vec<String> = cluster.voters.iter().map(|v| v.endpoint()).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -302,14 +310,20 @@ fn watchers_see_every_revision_once_in_order_through_a_leader_kill() {
     ];
     let mut watchers = Vec::new();
     for (i, kind) in kinds.into_iter().enumerate() {
-        let task = watcher(kind, endpoints.clone(), i, until.clone());
+        let task = watcher(kind, endpoints.clone(), i, until.clone(), created.clone());
         watchers.push((kind, rt.spawn(task)));
     }
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until(
+        Duration::from_secs(10),
+        "every live watcher created",
+        || created.load(Ordering::Relaxed) == kinds.len(),
+    );
     let writers: Vec<_> = (0..WRITERS as u64)
         .map(|id| rt.spawn(writer(id, endpoints.clone(), stop.clone())))
         .collect();
 
+    // The sleeps below are the test's schedule: writes for RUN, watchers joining mid-run,
+    // the leader killed at KILL_AFTER, writes going on after it.
     let began = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
     // Mid-run, watchers that replay the history from the start, then go live.
@@ -319,11 +333,11 @@ fn watchers_see_every_revision_once_in_order_through_a_leader_kill() {
             slow: false,
             start: 2,
         };
-        let task = watcher(kind, endpoints.clone(), i, until.clone());
+        let task = watcher(kind, endpoints.clone(), i, until.clone(), created.clone());
         watchers.push((kind, rt.spawn(task)));
     }
     std::thread::sleep(KILL_AFTER.saturating_sub(began.elapsed()));
-    let leader = cluster.wait_leader(Duration::from_secs(10));
+    let leader = cluster.wait_leader();
     cluster.kill(leader);
     std::thread::sleep(RUN.saturating_sub(began.elapsed()));
     stop.store(true, Ordering::Relaxed);
@@ -360,6 +374,7 @@ fn watchers_see_every_revision_once_in_order_through_a_leader_kill() {
         vec![live_endpoint.clone()],
         0,
         until.clone(),
+        created.clone(),
     ));
     let history: Vec<Ev> = reference.responses.concat();
     assert!(history.len() > 300, "only {} events written", history.len());

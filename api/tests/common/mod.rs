@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mango_api::{ApiConfig, EtcdNode, NodeError, NodeStatus};
+use mango_proto::etcdserverpb::alarm_request::AlarmAction;
 use mango_proto::etcdserverpb::{
-    AlarmMember, LeaseGrantRequest, LeaseGrantResponse, Member, ResponseHeader,
+    AlarmMember, AlarmRequest, LeaseGrantRequest, LeaseGrantResponse, Member, ResponseHeader,
 };
 use mango_proto::mangopb::RaftRequest;
 use mango_proto::mangopb::raft_request::Request;
@@ -283,8 +284,19 @@ impl EtcdNode for TestNode {
         self.store.snapshot_reader(0).map_err(backend)
     }
 
-    async fn disarm(&self, alarm: AlarmMember) -> Result<(), NodeError> {
-        self.state().alarms.retain(|a| *a != alarm);
+    async fn change_alarm(&self, request: AlarmRequest) -> Result<(), NodeError> {
+        let alarm = AlarmMember {
+            member_id: request.member_id,
+            alarm: request.alarm,
+        };
+        let mut state = self.state();
+        if request.action == AlarmAction::Activate as i32 {
+            if !state.alarms.contains(&alarm) {
+                state.alarms.push(alarm);
+            }
+        } else {
+            state.alarms.retain(|a| *a != alarm);
+        }
         Ok(())
     }
 

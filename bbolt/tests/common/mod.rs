@@ -1,16 +1,18 @@
-//! A real single-node etcd on loopback for the tests, and etcdctl around it.
+//! A real single-node etcd for the tests (mango-testkit's), and etcdctl around it.
 //!
-//! Each etcd gets free ports and its own temporary directory; it is killed (by its own pid)
-//! when the handle drops. Tests skip, saying why, when `etcd` or `etcdctl` is not installed.
+//! Each etcd gets a loopback address of its own and a directory; it is killed (by its own
+//! pid) when the handle drops. Tests skip, saying why, when `etcd` or `etcdctl` is not
+//! installed.
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
 
 use mango_proto::mvccpb::KeyValue;
+use mango_testkit::Cluster;
+use mango_testkit::etcdctl::{etcdctl, etcdctl_ok, etcdctl_stdin};
+pub use mango_testkit::etcdctl::{etcdctl_offline as ctl_offline, header_revision};
 use serde_json::Value as Json;
 
 /// Whether etcd and etcdctl are installed; prints the reason to skip when not.
@@ -31,109 +33,74 @@ pub fn etcd_installed() -> bool {
     true
 }
 
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local addr").port()
-}
-
-/// A running etcd.
+/// A running one-member etcd (mango-testkit's cluster of one real etcd, on a loopback
+/// address of its own), killed on drop.
 pub struct Etcd {
-    /// The process; killed on drop.
-    child: Child,
-    /// `http://127.0.0.1:<client port>`.
+    /// The process.
+    cluster: Cluster,
+    /// `http://<ip>:2379`.
     pub endpoint: String,
-    /// `http://127.0.0.1:<peer port>`.
+    /// `http://<ip>:2380`.
     pub peer_url: String,
     /// The member name.
     pub name: String,
-    /// Where its log goes.
-    log: PathBuf,
-}
-
-/// The flags that make `name` a one-member cluster on loopback.
-pub fn cluster_flags(name: &str, peer_url: &str) -> Vec<String> {
-    vec![
-        "--name".into(),
-        name.into(),
-        "--initial-cluster".into(),
-        format!("{name}={peer_url}"),
-        "--initial-advertise-peer-urls".into(),
-        peer_url.into(),
-    ]
 }
 
 impl Etcd {
-    /// Starts etcd on `data_dir` (fresh, or restored by `etcdctl snapshot restore` with the
-    /// same name and peer URL) and waits until it answers.
-    pub fn start(data_dir: &Path, name: &str, peer_url: &str) -> Self {
-        let endpoint = format!("http://127.0.0.1:{}", free_port());
-        let log = data_dir.with_extension("log");
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new("etcd")
-            .args(cluster_flags(name, peer_url))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--listen-peer-urls", peer_url])
-            .args([
-                "--listen-client-urls",
-                &endpoint,
-                "--advertise-client-urls",
-                &endpoint,
-            ])
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn etcd");
-        let etcd = Self {
-            child,
-            endpoint,
-            peer_url: peer_url.into(),
-            name: name.into(),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !etcd.try_ctl(&["endpoint", "health"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "etcd did not start:\n{}",
-                etcd.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(200));
+    /// A one-member etcd with its data and log under `dir`, not started: restore a snapshot
+    /// into [`Etcd::data_dir`] (for its name and peer URL) first, then [`Etcd::start`].
+    pub fn prepare(dir: &Path) -> Self {
+        let cluster = Cluster::builder(1)
+            .etcd()
+            .names("r")
+            .dir(dir)
+            .build()
+            .expect("a one-member etcd");
+        let m = &cluster.voters[0];
+        Self {
+            endpoint: m.client_url(),
+            peer_url: m.peer_url(),
+            name: m.name.clone(),
+            cluster,
         }
-        etcd
+    }
+
+    /// Where its data is.
+    pub fn data_dir(&self) -> &Path {
+        &self.cluster.voters[0].data_dir
+    }
+
+    /// Starts it (on a fresh data dir, or one `etcdctl snapshot restore` made with the same
+    /// name and peer URL) and waits until it leads.
+    pub fn start(mut self) -> Self {
+        self.cluster.spawn(0);
+        self.cluster.wait_leader();
+        self
     }
 
     /// A fresh one-member etcd under `dir`.
     pub fn fresh(dir: &Path) -> Self {
-        let peer = format!("http://127.0.0.1:{}", free_port());
-        Self::start(&dir.join("etcd-data"), "n1", &peer)
+        Self::prepare(&dir.join("etcd")).start()
     }
 
     /// etcd's log so far.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.cluster.voters[0].log_text()
     }
 
     /// Runs etcdctl against this etcd.
     pub fn try_ctl(&self, args: &[&str]) -> Output {
-        ctl_with_stdin(&self.endpoint, args, None)
+        etcdctl(&self.endpoint, args)
     }
 
     /// Runs etcdctl against this etcd and returns its stdout; panics on failure.
     pub fn ctl(&self, args: &[&str]) -> String {
-        let out = self.try_ctl(args);
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8")
+        etcdctl_ok(&self.endpoint, args)
     }
 
     /// `etcdctl txn` with `script` on its stdin.
     pub fn txn(&self, script: &str) -> String {
-        let out = ctl_with_stdin(&self.endpoint, &["txn"], Some(script));
+        let out = etcdctl_stdin(&self.endpoint, &["txn"], script.as_bytes());
         assert!(
             out.status.success(),
             "txn failed: {}",
@@ -162,47 +129,16 @@ impl Etcd {
     }
 }
 
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// etcdctl (API v3) at `endpoint`, with optional stdin.
-pub fn ctl_with_stdin(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(endpoint)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn etcdctl");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).expect("write stdin");
-    }
-    drop(input);
-    child.wait_with_output().expect("etcdctl output")
-}
-
-/// etcdctl without an endpoint (snapshot status, snapshot restore).
-pub fn ctl_offline(args: &[&str]) -> Output {
-    Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(args)
-        .output()
-        .expect("run etcdctl")
-}
-
-/// The header revision of an etcdctl JSON answer.
-pub fn header_revision(json: &str) -> i64 {
-    let v: Json = serde_json::from_str(json).expect("json");
-    v["header"]["revision"].as_i64().expect("header.revision")
+/// The flags that make `name` a one-member cluster at `peer_url` (for a restore).
+pub fn cluster_flags(name: &str, peer_url: &str) -> Vec<String> {
+    vec![
+        "--name".into(),
+        name.into(),
+        "--initial-cluster".into(),
+        format!("{name}={peer_url}"),
+        "--initial-advertise-peer-urls".into(),
+        peer_url.into(),
+    ]
 }
 
 fn kv_from_json(v: &Json) -> KeyValue {

@@ -31,6 +31,19 @@ pub struct GroupStatus {
     /// leadership check_quorum confirms every election timeout; unknown leader: the time
     /// since the last election began).
     pub leader_contact_age: std::time::Duration,
+    /// On the leader, what it knows of every other member (empty elsewhere).
+    pub progress: Vec<PeerProgress>,
+}
+
+/// The leader's view of one member's log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerProgress {
+    /// The member.
+    pub id: u64,
+    /// The highest index known to be in its log.
+    pub matched: u64,
+    /// Whether it answered within the last election timeout (raft-rs's check-quorum view).
+    pub recent_active: bool,
 }
 
 /// A command for the Raft loop.

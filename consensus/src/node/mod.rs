@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use raft::eraftpb::{Entry, Message, Snapshot};
 
-pub use handle::{GroupStatus, RaftHandle};
+pub use handle::{GroupStatus, PeerProgress, RaftHandle};
 pub use persist::PersistHook;
 
 pub use runtime::{GroupBootstrap, RaftThread, start};

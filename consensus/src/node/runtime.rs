@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::apply::{ApplyWork, Reply, apply_loop};
 use super::exec::Exec;
-use super::handle::{Command, GroupStatus, RaftHandle, Shared, SharedGroup};
+use super::handle::{Command, GroupStatus, PeerProgress, RaftHandle, Shared, SharedGroup};
 use super::persist::{Job, persist_loop};
 use super::recover::commit_up_to_applied;
 use super::repair::repair_batched_appends;
@@ -50,6 +50,11 @@ struct Group<O> {
     leader: u64,
     /// Persisted messages of Readies whose changes are still being written, by Ready number.
     held: VecDeque<(u64, Vec<Message>)>,
+    /// Ticks of this group so far.
+    ticks: u64,
+    /// While leading: the tick at which each member was last seen active (raft-rs clears its
+    /// own flags every election timeout, so they alone would blink).
+    last_active: BTreeMap<u64, u64>,
 }
 
 pub(crate) struct Runtime<S: StateMachine, T> {
@@ -215,6 +220,8 @@ pub(crate) fn open<S: StateMachine>(
                 reads_inflight: BTreeMap::new(),
                 leader: 0,
                 held: VecDeque::new(),
+                ticks: 0,
+                last_active: BTreeMap::new(),
             },
         );
     }
@@ -340,6 +347,17 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
             for g in self.groups.values_mut() {
                 if let Some(t) = &timeouts {
                     redraw_election_timeout(&mut g.raw, t);
+                }
+                g.ticks += 1;
+                if g.raw.raft.state == StateRole::Leader {
+                    let ticks = g.ticks;
+                    for (id, pr) in g.raw.raft.prs().iter() {
+                        if pr.recent_active {
+                            g.last_active.insert(*id, ticks);
+                        }
+                    }
+                } else if !g.last_active.is_empty() {
+                    g.last_active.clear();
                 }
                 g.raw.tick();
                 g.waiters.retain(|_, w| !w.is_closed());
@@ -701,6 +719,7 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
     }
 
     fn publish_status(&self) {
+        let election_ticks = u64::try_from(self.config.election_ticks).unwrap_or(u64::MAX);
         for (id, g) in &self.groups {
             let Some(shared) = self.shared.groups.get(id) else {
                 continue;
@@ -715,6 +734,25 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                 last_index: raft.raft_log.last_index(),
                 voters: cs.get_voters().to_vec(),
                 learners: cs.get_learners().to_vec(),
+                progress: if raft.state == StateRole::Leader {
+                    let mut p: Vec<PeerProgress> = raft
+                        .prs()
+                        .iter()
+                        .filter(|(id, _)| **id != raft.id)
+                        .map(|(id, pr)| PeerProgress {
+                            id: *id,
+                            matched: pr.matched,
+                            recent_active: pr.recent_active
+                                || g.last_active.get(id).is_some_and(|t| {
+                                    g.ticks.saturating_sub(*t) <= 2 * election_ticks
+                                }),
+                        })
+                        .collect();
+                    p.sort_unstable_by_key(|p| p.id);
+                    p
+                } else {
+                    Vec::new()
+                },
                 leader_contact_age: if raft.state == StateRole::Leader {
                     std::time::Duration::ZERO
                 } else {

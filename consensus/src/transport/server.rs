@@ -240,7 +240,22 @@ impl<O: Send + 'static> Peer for PeerService<O> {
         &self,
         request: Request<IdentifyRequest>,
     ) -> Result<Response<IdentifyResponse>, Status> {
+        let certificate = peer_certificate(&request);
         let wanted = request.into_inner().peer_urls;
+        // With peer certificates, the asker must be the machine it asks about: its
+        // certificate must name the host of one of the peer URLs it asks for.
+        if let Some(cert) = certificate {
+            let named = wanted
+                .iter()
+                .filter_map(|url| mango_tls::url_host(url))
+                .any(|host| mango_tls::valid_for_host(&cert, &host));
+            if !named {
+                self.count(&self.dropped.wrong_certificate);
+                return Err(Status::permission_denied(
+                    "mango: the peer certificate names none of the asked peer URLs' hosts",
+                ));
+            }
+        }
         let peers = self.directory.entries();
         let mut ids: Vec<u64> = peers
             .iter()

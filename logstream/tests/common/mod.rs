@@ -15,6 +15,7 @@ use mango_logstream::{
     ClientTls, LogEntry, LogSink, LogSource, ReadIndexClient, ServerTls, SnapshotSource,
     SourceError, Stamp,
 };
+use mango_testkit::wait_until_async;
 use tokio::sync::{oneshot, watch};
 
 pub fn init_tracing() {
@@ -257,6 +258,7 @@ impl LogSink for MemLog {
     }
 
     fn append(&self, _group: u64, entries: Vec<LogEntry>) -> Result<(), String> {
+        // A slow sink: blocks (polling the flag) until the test releases it.
         while self.hold.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -301,9 +303,42 @@ impl LogSink for MemLog {
 
 /// A development server certificate in `dir` and a client that trusts exactly it.
 pub fn dev_tls(dir: &std::path::Path) -> (ServerTls, ClientTls) {
-    let server = ServerTls::dev(dir, &[]).unwrap();
+    dev_tls_for(dir, &[])
+}
+
+/// [`dev_tls`] for a server at one of `names` too (e.g. a reserved loopback address).
+pub fn dev_tls_for(dir: &std::path::Path, names: &[String]) -> (ServerTls, ClientTls) {
+    let server = ServerTls::dev(dir, names).unwrap();
     let client = ClientTls::trust_pem(server.cert_pem().as_bytes()).unwrap();
     (server, client)
+}
+
+/// A server on `addr` again, on a fresh endpoint, once the stopped one's socket is
+/// released (the TLS certificate from `dir`, generated there before).
+pub async fn restart(
+    addr: SocketAddr,
+    dir: &std::path::Path,
+    source: Arc<dyn LogSource>,
+) -> Server {
+    let (stop, task) = wait_until_async(
+        Duration::from_secs(10),
+        format!("a server bound to {addr} again"),
+        || {
+            let source = source.clone();
+            async move {
+                let tls = ServerTls::dev(dir, &[]).map_err(|e| e.to_string())?;
+                let (tx, rx) = oneshot::channel::<()>();
+                let (_, task) = mango_logstream::serve(addr, tls, source, async move {
+                    let _ = rx.await;
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+                Ok::<_, String>((tx, task))
+            }
+        },
+    )
+    .await;
+    Server::adopt(addr, stop, task)
 }
 
 /// A running server: its address and the means to stop it.
@@ -392,15 +427,13 @@ impl Follower {
     }
 }
 
-/// Waits until `cond` holds, polling; panics with `what` after `limit`.
+/// Waits until `cond` holds, polling (mango-testkit's wait, for a condition that needs no
+/// await); panics naming `what` after `limit`.
 pub async fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until_async(limit, what, || std::future::ready(cond())).await
 }
 
+/// Port 0 on 127.0.0.1: the server binds it and reports the port.
 pub fn localhost0() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }

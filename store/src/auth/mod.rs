@@ -34,7 +34,7 @@ mod perms;
 #[cfg(test)]
 mod perms_model;
 mod provider;
-mod state;
+pub(crate) mod state;
 mod tokens;
 
 pub(crate) use apply::{AuthCtx, apply};

@@ -227,6 +227,14 @@ pub(crate) fn set_enabled(tables: &mut dyn WriteTables, on: bool) -> Result<(), 
     tables.put(Table::Meta, ENABLED_KEY, &[u8::from(on)])
 }
 
+/// Records the auth revision (a restore carries the source's).
+pub(crate) fn set_revision(
+    tables: &mut dyn WriteTables,
+    revision: u64,
+) -> Result<(), BackendError> {
+    tables.put(Table::Meta, REVISION_KEY, &revision.to_be_bytes())
+}
+
 /// Raises the auth revision by one (etcd's `commitRevision`) and returns the new one.
 pub(crate) fn bump_revision(
     tables: &mut dyn WriteTables,

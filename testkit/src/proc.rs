@@ -1,6 +1,7 @@
-//! Every child process the benchmark starts, killed by pid on every way out: when its handle
-//! is dropped (normal exit and errors), from the panic hook (release builds abort on panic,
-//! so destructors would not run), and on SIGINT, SIGTERM or SIGHUP.
+//! Every child process a test or the benchmark starts, killed by pid on every way out: when
+//! its handle is dropped (normal exit, errors, a failing test's unwinding), and, in a binary
+//! that calls [`install_handlers`], from the panic hook (release builds abort on panic, so
+//! destructors would not run) and on SIGINT, SIGTERM or SIGHUP.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -88,7 +89,29 @@ impl Proc {
             if Instant::now() >= deadline {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends `signal` (`TERM`, `STOP`, `CONT`, ...) with kill(1); false if it could not be
+    /// sent (the process is gone).
+    pub fn signal(&self, signal: &str) -> bool {
+        self.done.is_none() && send_signal(self.pid, signal)
+    }
+
+    /// SIGTERM, then waits up to `timeout` for it to exit (a graceful stop); SIGKILL and
+    /// `Err` if it does not.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
+        self.signal("TERM");
+        match self.wait_timeout(timeout) {
+            Some(status) => Ok(status),
+            None => {
+                self.kill();
+                Err(format!(
+                    "{} did not exit within {timeout:?} of SIGTERM",
+                    self.name
+                ))
+            }
         }
     }
 
@@ -121,6 +144,16 @@ impl Drop for Proc {
     }
 }
 
+/// Sends `signal` (`TERM`, `STOP`, `CONT`, ...) to process `pid` with kill(1).
+pub fn send_signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Kills (SIGKILL) and reaps every registered child. Safe to call from any thread, also
 /// while another thread holds a child's lock (that child is then killed with `kill(1)`).
 pub fn kill_all() {
@@ -144,9 +177,7 @@ pub fn kill_all() {
                 let _ = c.wait();
             }
             Err(_) => {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
+                send_signal(pid, "KILL");
             }
         }
     }
@@ -250,5 +281,14 @@ mod tests {
         assert!(s.wait_timeout(Duration::from_millis(50)).is_none());
         s.kill();
         assert!(s.exited().is_some());
+    }
+
+    #[test]
+    fn terminate_stops_gracefully() {
+        let mut s = sleeper();
+        let status = s.terminate(Duration::from_secs(10)).unwrap();
+        assert!(!status.success());
+        assert!(!lock(&REGISTRY).contains_key(&s.pid()));
+        assert!(!s.signal("CONT"), "no signal to a reaped process");
     }
 }

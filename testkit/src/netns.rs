@@ -3,7 +3,6 @@
 //! exists only inside this machine (the test made it; nothing else is there). Faults:
 //! firewall rules inside one namespace (cut it off from its peers, clients still reach it),
 //! or its cable pulled (the veth down: nothing reaches it). Everything is removed on drop.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 
@@ -21,6 +20,7 @@ fn must(args: &[&str]) {
 }
 
 /// The namespaces of one test.
+#[derive(Debug)]
 pub struct Netns {
     /// Namespace names, one per host.
     pub names: Vec<String>,
