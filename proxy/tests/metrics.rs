@@ -124,22 +124,24 @@ fn wait_unhealthy(port: &str, why: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_binary_exports_etcd_names_and_values_move() {
-    let mut d = Deployment::start(&[]);
+    let mut d = Cluster::start_tiered(&[]);
+    d.wait_leader();
     let upstream = d.voters[0].stream_addr();
     d.add_learner(&upstream, &[]);
-    let proxy_metrics = free_port();
-    d.start_proxy(&[
-        "--listen-metrics-urls",
-        &format!("http://127.0.0.1:{proxy_metrics}"),
-    ])
-    .await;
-    let voter_ports: Vec<u16> = d.voters.iter().map(|v| v.metrics_port).collect();
-    let learner_port = d.learners[0].metrics_port;
-
-    for &port in voter_ports
+    d.start_proxy(&[]);
+    let proxy_metrics = d.proxy().metrics_addr();
+    let proxy_metrics = proxy_metrics.as_str();
+    let voter_addrs: Vec<String> = d.voters.iter().map(|v| v.metrics_addr()).collect();
+    let voter_ports: Vec<&str> = voter_addrs.iter().map(String::as_str).collect();
+    let learner_addr = d.learners[0].metrics_addr();
+    let learner_port = learner_addr.as_str();
+    let all: Vec<&str> = voter_ports
         .iter()
-        .chain([learner_port, proxy_metrics].iter())
-    {
+        .copied()
+        .chain([learner_port, proxy_metrics])
+        .collect();
+
+    for &port in &all {
         check_version_and_health(port);
         wait_healthy(port);
     }
@@ -248,10 +250,7 @@ async fn every_binary_exports_etcd_names_and_values_move() {
 
     // Every metric the dashboard queries is exported by some binary.
     let mut exported = BTreeSet::new();
-    for &port in voter_ports
-        .iter()
-        .chain([learner_port, proxy_metrics].iter())
-    {
+    for &port in &all {
         let p = page(port);
         exported.extend(families(&p));
         exported.extend(
@@ -319,8 +318,7 @@ fn health_turns_false_on_nospace() {
     let value = "x".repeat(20_000);
     let mut refused = false;
     for i in 0..200 {
-        let out =
-            Deployment::etcdctl_at(&d.voters[0].endpoint(), &["put", &format!("k{i}"), &value]);
+        let out = etcdctl(&d.voters[0].endpoint(), &["put", &format!("k{i}"), &value]);
         if !out.status.success() {
             refused = true;
             break;
