@@ -138,18 +138,19 @@ struct Shared {
 }
 
 impl Proxy {
-    /// A proxy over these voters and learners.
+    /// A proxy over these voters and learners (`https://` ones reached over `upstream_tls`).
     pub fn new(
         voters: &[String],
         learners: &[String],
+        upstream_tls: Option<&mango_tls::GrpcClientTls>,
         timeout: Duration,
         max_concurrent: usize,
         max_streams: usize,
         eject_after: u32,
     ) -> anyhow::Result<Self> {
         Ok(Self(Arc::new(Shared {
-            voters: Pool::new(voters)?,
-            learners: Pool::new(learners)?,
+            voters: Pool::new(voters, upstream_tls)?,
+            learners: Pool::new(learners, upstream_tls)?,
             leader: AtomicUsize::new(UNKNOWN),
             looked_up: tokio::sync::Mutex::new(Instant::now()),
             term: AtomicU64::new(0),

@@ -4,6 +4,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use mango_proto::etcdserverpb::cluster_server::ClusterServer;
 use mango_proto::etcdserverpb::kv_server::KvServer;
 use mango_proto::etcdserverpb::lease_server::LeaseServer;
@@ -31,9 +33,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let client_tls = config.client_tls()?;
+    let upstream_tls = config.upstream_tls()?;
     let proxy = Proxy::new(
         &config.voter_urls(),
         &config.learner_urls(),
+        upstream_tls.as_ref(),
         config.request_timeout(),
         config.max_concurrent_requests,
         config.max_concurrent_streams,
@@ -85,13 +90,25 @@ pub async fn serve(
     }
     // The overall service "" answers SERVING while the proxy runs.
     let (_reporter, health) = tonic_health::server::health_reporter();
+    let listen = config.listen_url()?;
+    let mut server = mango_boot::grpc::server(&config.common.grpc, u32::MAX);
+    if listen.tls {
+        let tls = client_tls
+            .server_config()
+            .with_context(|| format!("{}: https:// needs a certificate", listen.url))?;
+        server = server
+            .tls_config(tls)
+            .with_context(|| format!("{}: TLS configuration", listen.url))?;
+    }
     tracing::info!(
         addr = %listener.local_addr()?,
+        tls = listen.tls,
+        client_cert_auth = client_tls.client_cert_auth,
         voters = %config.voters,
         learners = %config.learners,
         "mango-proxy serving"
     );
-    let served = mango_boot::grpc::server(&config.common.grpc, u32::MAX)
+    let served = server
         .add_service(svc!(KvServer, KvProxy::new(proxy.clone(), cache)))
         .add_service(svc!(WatchServer, WatchProxy::new(watches)))
         .add_service(svc!(LeaseServer, forwarder.clone()))
@@ -125,6 +142,8 @@ pub async fn serve(
 /// URL, serves.
 pub async fn run(config: Config, boot: mango_boot::Boot) -> anyhow::Result<()> {
     config.validate()?;
+    // The listener rules before binding: an address off loopback is refused by name.
+    config.client_tls()?;
     let listener = config.listen_url()?.bind().await?;
     serve(listener, &config, boot.shutdown).await
 }

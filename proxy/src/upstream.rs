@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use mango_tls::{GrpcClientTls, Target};
+use tonic::transport::Channel;
 
 /// One upstream member: its URL, a lazily connected channel and its load and health.
 pub struct Upstream {
@@ -29,13 +30,15 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// An upstream at `url` (the channel connects on first use).
-    pub fn new(url: &str) -> anyhow::Result<Self> {
-        let channel = Endpoint::from_shared(url.to_string())?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_millis(500))
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(3))
+    /// An upstream at `url` (the channel connects on first use), reached over `tls` when
+    /// the URL is `https://`.
+    pub fn new(url: &str, tls: Option<&GrpcClientTls>) -> anyhow::Result<Self> {
+        let channel = Target::new(url, tls, None)?
+            .map_endpoint(|e| {
+                e.connect_timeout(Duration::from_millis(500))
+                    .http2_keep_alive_interval(Duration::from_secs(5))
+                    .keep_alive_timeout(Duration::from_secs(3))
+            })
             .connect_lazy();
         Ok(Self {
             url: url.to_string(),
@@ -120,11 +123,11 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A pool over `urls`.
-    pub fn new(urls: &[String]) -> anyhow::Result<Self> {
+    /// A pool over `urls` (`https://` ones reached over `tls`).
+    pub fn new(urls: &[String], tls: Option<&GrpcClientTls>) -> anyhow::Result<Self> {
         let members = urls
             .iter()
-            .map(|u| Upstream::new(u).map(Arc::new))
+            .map(|u| Upstream::new(u, tls).map(Arc::new))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -197,7 +200,7 @@ mod tests {
         let urls: Vec<String> = (0..n)
             .map(|i| format!("http://127.0.0.1:{}", 1 + i))
             .collect();
-        Pool::new(&urls).unwrap_or_else(|e| panic!("{e}"))
+        Pool::new(&urls, None).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn index(p: &Pool, u: Option<Arc<Upstream>>) -> Option<usize> {

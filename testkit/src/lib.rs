@@ -13,6 +13,7 @@
 //! - [`proc::Proc`]: a child process killed by pid on every way out (the benchmark's
 //!   signal and panic handlers too).
 //! - [`layers`]: the configuration-layering contract every binary keeps.
+//! - [`tls`]: a deployment with TLS on every channel (a development CA and a foreign one).
 //!
 //! The workspace's binaries are found in the target directory of the running test (the
 //! workspace's test command builds them all), or in `MANGO_BIN_DIR`. A normal library, so
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod net;
 pub mod netns;
 pub mod proc;
+pub mod tls;
 pub mod wait;
 
 pub use bins::{bin_dir, learner_bin, proxy_bin, voter_bin};

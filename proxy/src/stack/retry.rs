@@ -155,8 +155,8 @@ mod tests {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or(1);
-        let u =
-            Upstream::new(&format!("http://127.0.0.1:{port}")).unwrap_or_else(|e| panic!("{e}"));
+        let u = Upstream::new(&format!("http://127.0.0.1:{port}"), None)
+            .unwrap_or_else(|e| panic!("{e}"));
         let Err(err) = crate::route::status(&u, Duration::from_secs(2)).await else {
             panic!("nothing listens there");
         };

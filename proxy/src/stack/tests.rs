@@ -17,7 +17,7 @@ fn proxy(learners: usize, timeout: Duration, max: usize, max_streams: usize) -> 
     let urls: Vec<String> = (0..learners)
         .map(|i| format!("http://127.0.0.1:{}", 1 + i))
         .collect();
-    Proxy::new(&[], &urls, timeout, max, max_streams, 3).unwrap_or_else(|e| panic!("{e}"))
+    Proxy::new(&[], &urls, None, timeout, max, max_streams, 3).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A call that waits for a permit of `gate`, then answers its request plus one.
