@@ -16,12 +16,20 @@ use clap::{Arg, ArgAction, Command};
 
 /// The hidden flag that prints the resolved configuration (as TOML) and exits.
 pub const PRINT_CONFIG: &str = "print-config";
+/// The flags of [`CommonFlags`] that are etcd's (read from `ETCD_*`).
+pub const COMMON_ETCD_FLAGS: &[&str] = &["listen-metrics-urls"];
+
 /// The flag naming the TOML file.
 pub const CONFIG_FILE: &str = "config-file";
 
-/// The flags every binary takes alike: logging and the gRPC server's keep-alives.
+/// The flags every binary takes alike: logging, the gRPC server's keep-alives and the
+/// metrics endpoint.
 #[derive(Clone, Debug, clap::Args, serde::Serialize)]
 pub struct CommonFlags {
+    /// The metrics and health endpoint.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub metrics: crate::http::MetricsFlags,
     /// gRPC keep-alive.
     #[command(flatten)]
     #[serde(flatten)]
@@ -179,7 +187,8 @@ fn resolve<C: Layered>(
         if long == PRINT_CONFIG || long == CONFIG_FILE {
             return arg;
         }
-        let etcd = C::ETCD_FLAGS.contains(&long.as_str());
+        let etcd =
+            C::ETCD_FLAGS.contains(&long.as_str()) || COMMON_ETCD_FLAGS.contains(&long.as_str());
         match env(&env_name(&long, etcd)).or_else(|| from_file.get(&long).cloned()) {
             Some(value) => arg.default_value(value).required(false),
             None => arg,
@@ -201,19 +210,26 @@ fn file_values(
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let known: Vec<&str> = layered_args(cmd)
+    // Every long name and its visible and hidden aliases, as the long name.
+    let known: Vec<(&str, &str)> = layered_args(cmd)
         .into_iter()
-        .filter_map(Arg::get_long)
-        .filter(|l| *l != CONFIG_FILE)
+        .filter_map(|a| {
+            let long = a.get_long()?;
+            let aliases = a.get_all_aliases().unwrap_or_default();
+            Some(std::iter::once(long).chain(aliases).map(move |n| (n, long)))
+        })
+        .flatten()
+        .filter(|(_, l)| *l != CONFIG_FILE)
         .collect();
     let mut out = BTreeMap::new();
     for (key, value) in table {
-        if !known.contains(&key.as_str()) {
+        let Some(&(_, long)) = known.iter().find(|(n, _)| *n == key.as_str()) else {
             return Err(ConfigError::UnknownKey {
                 path: path.to_path_buf(),
                 key,
             });
-        }
+        };
+        let key = long.to_string();
         let text = scalar(&value).map_err(|message| ConfigError::BadValue {
             path: path.to_path_buf(),
             key: key.clone(),
@@ -402,5 +418,18 @@ mod tests {
             let (a, b) = sample_values(&cmd, arg).unwrap_or_default();
             assert_ne!(a, b, "{:?}", arg.get_long());
         }
+    }
+
+    #[test]
+    fn the_metrics_flag_takes_its_old_name_and_etcds_variable() -> Result<(), ConfigError> {
+        let f = file("listen-metrics-addr = \"127.0.0.1:9\"\n");
+        let path = f.path().to_str().unwrap_or_default();
+        let d = load(&["--config-file", path], &[])?;
+        assert_eq!(d.common.metrics.listen_metrics_urls, "127.0.0.1:9");
+        let d = load(&["--listen-metrics-addr", "127.0.0.1:8"], &[])?;
+        assert_eq!(d.common.metrics.listen_metrics_urls, "127.0.0.1:8");
+        let d = load(&[], &[("ETCD_LISTEN_METRICS_URLS", "http://127.0.0.1:7")])?;
+        assert_eq!(d.common.metrics.listen_metrics_urls, "http://127.0.0.1:7");
+        Ok(())
     }
 }

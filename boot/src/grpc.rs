@@ -27,9 +27,15 @@ pub const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// Streams a client may open and reset before the server accepted them (h2's default).
 pub const MAX_PENDING_ACCEPT_RESETS: usize = 20;
 
-/// A server builder with the limits set; `max_streams` is the number of concurrent streams
-/// per connection.
-pub fn server(flags: &GrpcFlags, max_streams: u32) -> tonic::transport::Server {
+/// The server [`server`] builds: tonic's, with etcd's gRPC metrics counted under every
+/// service.
+pub type GrpcServer = tonic::transport::Server<
+    tower::layer::util::Stack<crate::grpc_metrics::GrpcMetricsLayer, tower::layer::util::Identity>,
+>;
+
+/// A server builder with the limits set and the gRPC metrics layer on; `max_streams` is the
+/// number of concurrent streams per connection.
+pub fn server(flags: &GrpcFlags, max_streams: u32) -> GrpcServer {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .max_concurrent_streams(Some(max_streams))
@@ -41,4 +47,5 @@ pub fn server(flags: &GrpcFlags, max_streams: u32) -> tonic::transport::Server {
         .http2_keepalive_timeout(Some(Duration::from_millis(
             flags.grpc_keepalive_timeout_ms.max(1),
         )))
+        .layer(crate::grpc_metrics::GrpcMetricsLayer)
 }

@@ -7,6 +7,9 @@
 //! - [`logging`]: `--log-level`, `--log-format text|json`, colour only on a terminal.
 //! - [`listen`]: listen URLs (`http://` and `https://`, host names and IPs) bound to sockets.
 //! - [`grpc`]: the tonic server builder with HTTP/2 limits and keep-alives set.
+//! - [`http`]: the metrics endpoint (`--listen-metrics-urls`: `/metrics`, `/health`,
+//!   `/livez`, `/readyz`, `/version`), [`prom`] its text encoder and histograms,
+//!   [`grpc_metrics`] etcd's `grpc_server_*` counters as a layer of every gRPC server.
 //! - [`tls`]: etcd's client and peer TLS flags, and the rule that a listener off loopback
 //!   authenticates its peers or runs plaintext only behind a flag naming the risk.
 //! - [`fatal`]: the fatal-exit path: a component that cannot go on trips it, health turns
@@ -21,8 +24,11 @@ pub mod auth;
 pub mod config;
 pub mod fatal;
 pub mod grpc;
+pub mod grpc_metrics;
+pub mod http;
 pub mod listen;
 pub mod logging;
+pub mod prom;
 mod run;
 pub mod tls;
 

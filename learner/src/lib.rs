@@ -7,5 +7,6 @@
 pub mod config;
 pub mod forward;
 pub mod log;
+pub mod metrics;
 pub mod node;
 pub mod server;

@@ -63,6 +63,9 @@ pub struct LearnerLog {
     store: Arc<Store>,
     recent: Mutex<Recent>,
     freshness: Mutex<Option<Freshness>>,
+    /// The newest time the applied state was known current (a stamp's time whose commit
+    /// index the learner had applied): what its lag in seconds is measured from.
+    current_at: Mutex<Option<Instant>>,
     applied: watch::Sender<u64>,
     revision: watch::Sender<i64>,
     upstream_reads: Arc<ReadIndexClient>,
@@ -87,6 +90,7 @@ impl LearnerLog {
             store,
             recent: Mutex::default(),
             freshness: Mutex::default(),
+            current_at: Mutex::default(),
             applied: watch::channel(state.applied_index).0,
             revision: watch::channel(state.revision).0,
             upstream_reads,
@@ -114,6 +118,21 @@ impl LearnerLog {
         *lock(&self.freshness)
     }
 
+    /// The newest time the applied state was known to be the group's current state.
+    pub fn known_current_at(&self) -> Option<Instant> {
+        *lock(&self.current_at)
+    }
+
+    /// Moves [`Self::known_current_at`] to `at` if the applied index reaches `commit`.
+    fn note_current(&self, commit: u64, at: Instant) {
+        if *self.applied.borrow() >= commit {
+            let mut c = lock(&self.current_at);
+            if c.is_none_or(|old| at > old) {
+                *c = Some(at);
+            }
+        }
+    }
+
     /// Asks the upstream for a linearizable read index.
     pub async fn read_index(&self) -> Result<u64, UpstreamError> {
         self.upstream_reads
@@ -135,6 +154,9 @@ impl LearnerLog {
                 *r = state.revision;
                 changed
             });
+            if let Some(f) = self.freshness() {
+                self.note_current(f.commit, f.at);
+            }
         }
     }
 }
@@ -240,6 +262,8 @@ impl LogSink for LearnerLog {
                 at,
             });
         }
+        drop(f);
+        self.note_current(stamp.commit, at);
     }
 }
 

@@ -153,6 +153,21 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
         });
     }
 
+    let metrics_addrs = config
+        .common
+        .metrics
+        .serve(
+            Arc::new(crate::metrics::LearnerObserved(log.clone())),
+            mango_boot::http::EndpointInfo {
+                server_version: mango_api::ETCD_VERSION,
+                ..Default::default()
+            },
+            fatal.clone(),
+        )
+        .await?;
+    if !metrics_addrs.is_empty() {
+        tracing::info!(addrs = ?metrics_addrs, "serving metrics and health");
+    }
     let mut servers = Vec::new();
     if let Some(addr) = config.listen_logstream_addr {
         let tls = onward_tls(&config, &data_dir, addr)?;

@@ -75,7 +75,7 @@ pub use error::{LogStreamError, TlsError};
 pub use follow::follow;
 pub use frame::MAX_FRAME;
 pub use read_index::ReadIndexClient;
-pub use server::serve;
+pub use server::{serve, subscribers};
 pub use source::{LogEntry, LogSink, LogSource, SnapshotSource, SourceError, Stamp};
 pub use tls::{ALPN, ClientTls, DEV_CERT_FILE, DEV_KEY_FILE, ServerTls};
 

@@ -129,6 +129,7 @@ async fn stream(
             kind: Some(pb::request::Kind::Subscribe(sub)),
         }))) => {
             tracing::debug!(%peer, group = sub.group, from = sub.from, "logstream subscription");
+            let _counted = Subscribed::new();
             subscription(&mut send, source, sub.group, sub.from).await
         }
         Ok(Ok(Some(pb::Request {
@@ -150,6 +151,31 @@ async fn stream(
             let _ = send.reset(quinn::VarInt::from_u32(1));
             tracing::debug!(%peer, error = %e, "logstream stream ended");
         }
+    }
+}
+
+/// Subscriptions being served now by this process (every `serve` of it together: a
+/// process is one voter or one learner).
+static SUBSCRIBERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The log-stream subscriptions this process serves now (for metrics).
+pub fn subscribers() -> u64 {
+    SUBSCRIBERS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Counts one subscription while it lives.
+struct Subscribed;
+
+impl Subscribed {
+    fn new() -> Self {
+        SUBSCRIBERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for Subscribed {
+    fn drop(&mut self) {
+        SUBSCRIBERS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -1,6 +1,5 @@
 //! `mango-proxy`'s settings: flags, or the same keys (kebab-case) in a TOML file.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -69,10 +68,6 @@ pub struct Config {
     /// what upstreams accept; the proxy only bounds decoding).
     #[arg(long, default_value_t = 1_572_864)]
     pub max_request_bytes: usize,
-    /// Address (ip:port) to serve the proxy's counters on, in Prometheus' text format
-    /// (`GET /metrics`); empty: not served.
-    #[arg(long, default_value = "")]
-    pub listen_metrics_addr: String,
     /// Bytes of stale Range answers to cache (0: no cache). Cached answers are dropped as
     /// soon as a watch on the whole key space reports a write to their keys.
     #[arg(long, default_value_t = 0)]
@@ -261,19 +256,6 @@ impl Config {
         Duration::from_millis(self.health_interval_ms.max(10))
     }
 
-    /// The metrics address, if one is set.
-    pub fn metrics_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
-        let addr = self.listen_metrics_addr.trim();
-        let addr = addr.strip_prefix("http://").unwrap_or(addr);
-        if addr.is_empty() {
-            return Ok(None);
-        }
-        let addr = addr.trim_end_matches('/').replace("localhost", "127.0.0.1");
-        Ok(Some(addr.parse().with_context(|| {
-            format!("bad --listen-metrics-addr {addr:?}: expected ip:port")
-        })?))
-    }
-
     /// Checks what the flags cannot: at least one voter, parsable URLs.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
@@ -281,7 +263,7 @@ impl Config {
             "--voters is required: the voters' client URLs, comma-separated"
         );
         self.listen_url()?;
-        self.metrics_addr()?;
+        self.common.metrics.urls()?;
         for url in self.voter_urls().iter().chain(&self.learner_urls()) {
             anyhow::ensure!(
                 url.starts_with("http://") || url.starts_with("https://"),

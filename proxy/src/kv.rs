@@ -76,6 +76,7 @@ fn kv(ch: tonic::transport::Channel) -> KvClient<tonic::transport::Channel> {
 impl Kv for KvProxy {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let level = Consistency::of(req.metadata(), req.get_ref().serializable)?;
+        self.proxy.counters().count_read(level);
         // A request with credentials (etcd's token) never touches the shared cache: one user's
         // answer must not be served to another, nor a refusal cached for everyone.
         let credentials =
@@ -133,7 +134,11 @@ impl Kv for KvProxy {
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let route = match read_only(req.get_ref()) {
-            Some(serializable) => read_route(Consistency::of(req.metadata(), serializable)?),
+            Some(serializable) => {
+                let level = Consistency::of(req.metadata(), serializable)?;
+                self.proxy.counters().count_read(level);
+                read_route(level)
+            }
             None => Route::Leader { idempotent: false },
         };
         let resp = self

@@ -1,18 +1,15 @@
-//! The proxy's counters in Prometheus' text format, over plain HTTP on
-//! `--listen-metrics-addr` (`GET /metrics`): routing, and the watch tier (upstream watches
-//! open, client watches, joins, resumes, slow clients cut off).
-//!
-//! A deliberately tiny HTTP/1.1 responder (one request per connection, headers bounded) so
-//! the proxy needs no HTTP server crate besides tonic's.
+//! The proxy's counters on `--listen-metrics-urls` (mango-boot's endpoint): routing, reads
+//! by consistency level, the watch tier (upstream watches open, client watches, joins,
+//! resumes, slow clients cut off), the stale cache and latency; `/health` is unhealthy while
+//! no leader is known among the voters.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use mango_boot::http::Observed;
+use mango_boot::prom::Text;
 
-use crate::route::Proxy;
+use crate::route::{Proxy, READ_LEVELS};
 use crate::stack::latency::LATENCY_BUCKETS;
 use crate::watch::broadcast::Registry;
 
@@ -27,9 +24,8 @@ pub struct Sources {
     pub cache: Option<Arc<crate::cache::StaleCache>>,
 }
 
-impl Sources {
-    /// The counters as Prometheus text.
-    pub fn render(&self) -> String {
+impl Observed for Sources {
+    fn metrics(&self, out: &mut Text) {
         let r = self.proxy.counters();
         let w = &self.watches.counters;
         let rows: [(&str, &str, &str, u64); 13] = [
@@ -132,77 +128,61 @@ impl Sources {
                 misses,
             ),
         ];
-        let mut out = String::new();
         for (name, kind, help, value) in rows.into_iter().chain(cache_rows) {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            ));
+            out.single(name, kind, help, value as f64);
         }
+        let name = "mango_proxy_reads_total";
+        out.family(
+            name,
+            "counter",
+            "Reads (Ranges, read-only Txns) by consistency level.",
+        );
+        for (level, n) in READ_LEVELS.iter().zip(&r.reads_by_level) {
+            out.sample(name, &[("level", level)], n.load(Ordering::Relaxed) as f64);
+        }
+        out.gauge(
+            "mango_proxy_has_leader",
+            "Whether the proxy knows the voters' leader. 1 if it does, 0 otherwise.",
+            if self.proxy.leader_url().is_some() {
+                1.0
+            } else {
+                0.0
+            },
+        );
         let name = "mango_proxy_request_duration_seconds";
-        out.push_str(&format!(
-            "# HELP {name} Unary requests through the proxy by route, retries included.\n\
-             # TYPE {name} histogram\n"
-        ));
+        out.family(
+            name,
+            "histogram",
+            "Unary requests through the proxy by route, retries included.",
+        );
         for (route, h) in [("leader", &r.leader_latency), ("reads", &r.reads_latency)] {
             let mut cumulative = 0;
             for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
                 cumulative += h.buckets[i].load(Ordering::Relaxed);
-                out.push_str(&format!(
-                    "{name}_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}\n"
-                ));
+                let le = bound.to_string();
+                out.sample(
+                    &format!("{name}_bucket"),
+                    &[("route", route), ("le", &le)],
+                    cumulative as f64,
+                );
             }
             cumulative += h.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
-            out.push_str(&format!(
-                "{name}_bucket{{route=\"{route}\",le=\"+Inf\"}} {cumulative}\n"
-            ));
+            out.sample(
+                &format!("{name}_bucket"),
+                &[("route", route), ("le", "+Inf")],
+                cumulative as f64,
+            );
             let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-            out.push_str(&format!("{name}_sum{{route=\"{route}\"}} {sum}\n"));
-            out.push_str(&format!(
-                "{name}_count{{route=\"{route}\"}} {}\n",
-                h.count.load(Ordering::Relaxed)
-            ));
+            out.sample(&format!("{name}_sum"), &[("route", route)], sum);
+            let count = h.count.load(Ordering::Relaxed) as f64;
+            out.sample(&format!("{name}_count"), &[("route", route)], count);
         }
-        out
     }
-}
 
-/// Serves `GET /metrics` on `listener` forever.
-pub async fn serve(listener: TcpListener, sources: Sources) {
-    loop {
-        let Ok((conn, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let sources = sources.clone();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), answer(conn, &sources)).await;
-        });
+    fn unhealthy(&self) -> Option<String> {
+        self.proxy
+            .leader_url()
+            .is_none()
+            .then(|| "no leader known among the voters".to_string())
     }
-}
-
-async fn answer(mut conn: TcpStream, sources: &Sources) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
-        let n = conn.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = String::from_utf8_lossy(buf.split(|&b| b == b'\r').next().unwrap_or(&[]));
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, body) = if method == "GET" && (path == "/metrics" || path == "/") {
-        ("200 OK", sources.render())
-    } else {
-        ("404 Not Found", "not found: GET /metrics\n".to_string())
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    conn.write_all(head.as_bytes()).await?;
-    conn.write_all(body.as_bytes()).await?;
-    conn.shutdown().await
 }

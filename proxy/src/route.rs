@@ -76,6 +76,25 @@ pub struct Counters {
     pub leader_latency: Histogram,
     /// Time of unary requests routed to the read pool, retries included.
     pub reads_latency: Histogram,
+    /// Reads (Ranges and read-only Txns) by consistency level, in [`READ_LEVELS`] order.
+    pub reads_by_level: [AtomicU64; 4],
+}
+
+/// The consistency levels reads are counted by, as the metric's `level` label.
+pub const READ_LEVELS: [&str; 4] = ["linearizable", "learner-linearizable", "stale", "bounded"];
+
+impl Counters {
+    /// Counts one read at `level`.
+    pub fn count_read(&self, level: mango_rpctypes::Consistency) {
+        use mango_rpctypes::Consistency as C;
+        let i = match level {
+            C::Linearizable => 0,
+            C::LearnerLinearizable => 1,
+            C::Stale => 2,
+            C::Bounded(_) => 3,
+        };
+        self.reads_by_level[i].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Counters {

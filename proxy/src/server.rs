@@ -65,20 +65,20 @@ pub async fn serve(
     let invalidation = cache
         .clone()
         .map(|c| tokio::spawn(c.run_invalidation(proxy.clone())));
-    let metrics = match config.metrics_addr()? {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
-            let sources = crate::metrics::Sources {
-                proxy: proxy.clone(),
-                watches: watches.clone(),
-                cache: cache.clone(),
-            };
-            Some(tokio::spawn(crate::metrics::serve(listener, sources)))
-        }
-        None => None,
+    let sources = crate::metrics::Sources {
+        proxy: proxy.clone(),
+        watches: watches.clone(),
+        cache: cache.clone(),
     };
+    let info = mango_boot::http::EndpointInfo::default();
+    let metrics_addrs = config
+        .common
+        .metrics
+        .serve(std::sync::Arc::new(sources), info, mango_boot::Fatal::new())
+        .await?;
+    if !metrics_addrs.is_empty() {
+        tracing::info!(addrs = ?metrics_addrs, "serving metrics and health");
+    }
 
     let max_decoding = config.max_request_bytes + GRPC_OVERHEAD;
     let forwarder = Forwarder::new(proxy.clone());
@@ -127,9 +127,6 @@ pub async fn serve(
     checker.abort();
     if let Some(t) = invalidation {
         t.abort();
-    }
-    if let Some(m) = metrics {
-        m.abort();
     }
     let c = proxy.counters();
     tracing::info!(

@@ -295,6 +295,7 @@ fn open(start: Start) -> Result<Opened, String> {
             revisions: tokio::sync::watch::channel(0).0,
             lessor: Arc::new(Lessor::default()),
             apply_delay: std::time::Duration::ZERO,
+            commit_durations: None,
         },
         record: start.record,
     };

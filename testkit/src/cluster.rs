@@ -106,7 +106,7 @@ impl Member {
         self.host.logstream_addr()
     }
 
-    /// `ip:2382`: where the proxy serves its metrics.
+    /// `ip:2382`: where the member serves its metrics and health (`--listen-metrics-urls`).
     pub fn metrics_addr(&self) -> String {
         self.host.metrics_addr()
     }
@@ -451,9 +451,14 @@ impl Cluster {
         if self.logstream {
             cmd.args(["--listen-logstream-addr", &v.stream_addr()]);
         }
+        cmd.args([
+            "--listen-metrics-urls",
+            &format!("http://{}", v.metrics_addr()),
+        ]);
         if v.netns.is_some() && self.system == System::Mango {
             // A namespace's address is not loopback: plaintext there only by name.
             cmd.args([
+                "--insecure-plaintext-metrics",
                 "--insecure-plaintext-clients",
                 "--insecure-unauthenticated-peers",
                 "--insecure-unauthenticated-learners",
@@ -655,6 +660,10 @@ impl Cluster {
             // On loopback the voters serve development certificates.
             .arg("--insecure-skip-upstream-verify")
             .args(["--listen-logstream-addr", &l.stream_addr()])
+            .args([
+                "--listen-metrics-urls",
+                &format!("http://{}", l.metrics_addr()),
+            ])
             .args(&l.flags);
         cmd
     }

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use mango_boot::config::{CONFIG_FILE, env_name, layered_args, sample_values};
+use mango_boot::config::{COMMON_ETCD_FLAGS, CONFIG_FILE, env_name, layered_args, sample_values};
 
 /// What the binary resolved (its `--print-config` output) for these args, environment and
 /// file text.
@@ -67,7 +67,8 @@ pub fn check_every_flag(bin: &Path, cmd: &clap::Command, etcd_flags: &[&str]) ->
         }
         let (a, b) =
             sample_values(cmd, arg).unwrap_or_else(|| panic!("no two sample values for --{long}"));
-        let env_var = env_name(long, etcd_flags.contains(&long));
+        let etcd = etcd_flags.contains(&long) || COMMON_ETCD_FLAGS.contains(&long);
+        let env_var = env_name(long, etcd);
         let flag = |v: &str| vec![format!("--{long}={v}")];
         let env = |v: &str| vec![(env_var.clone(), v.to_string())];
         let file = file_line(long, &a);

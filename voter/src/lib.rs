@@ -8,6 +8,7 @@ pub mod lessor;
 mod logging;
 pub mod logsource;
 pub mod machine;
+pub mod metrics;
 pub mod node;
 mod reconfig;
 pub mod restore;

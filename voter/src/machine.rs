@@ -42,6 +42,9 @@ pub struct StoreMachine {
     pub lessor: Arc<crate::lessor::Lessor>,
     /// Fault injection for tests: a pause before each applied batch (zero in production).
     pub apply_delay: std::time::Duration,
+    /// Where the duration of each batch's store transaction goes (etcd's backend commit
+    /// latency); None: not measured.
+    pub commit_durations: Option<Arc<mango_boot::prom::Histogram>>,
 }
 
 /// Converts a configuration change entry to the membership change it carries.
@@ -126,7 +129,11 @@ impl StateMachine for StoreMachine {
                 data,
             })
             .collect();
+        let started = std::time::Instant::now();
         let applied = self.store.apply(group, &batch).map_err(|e| e.to_string())?;
+        if let Some(h) = &self.commit_durations {
+            h.observe(started.elapsed());
+        }
         self.announce_revision(group);
         let mut compacted = false;
         let mut by_index = applied.into_iter().peekable();

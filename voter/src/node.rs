@@ -65,6 +65,8 @@ pub struct VoterNode {
     /// How clients authenticate (etcd's `--auth-token`, `--bcrypt-cost`,
     /// `--client-cert-auth`).
     pub auth: AuthConfig,
+    /// What the metrics endpoint reports (proposals pending and failed counted here).
+    pub metrics: Arc<crate::metrics::VoterMetrics>,
 }
 
 fn raft_error(e: RaftError) -> NodeError {
@@ -82,7 +84,7 @@ fn backend(e: mango_store::BackendError) -> NodeError {
 }
 
 /// etcd's name of an alarm type, as Status errors print it.
-fn alarm_name(alarm: i32) -> &'static str {
+pub(crate) fn alarm_name(alarm: i32) -> &'static str {
     match AlarmType::try_from(alarm) {
         Ok(AlarmType::Nospace) => "NOSPACE",
         Ok(AlarmType::Corrupt) => "CORRUPT",
@@ -101,6 +103,37 @@ fn member(m: MemberInfo) -> Member {
 }
 
 impl VoterNode {
+    /// Proposes `request` and waits for its outcome (see [`EtcdNode::propose`]).
+    async fn propose_counted(
+        &self,
+        request: Request,
+        caller: &Caller,
+    ) -> Result<Response, NodeError> {
+        // etcd's back-pressure: when apply falls this far behind commit, new proposals are
+        // refused rather than queued without bound.
+        let status = self.raft.status(GROUP).map_err(raft_error)?;
+        if status.commit.saturating_sub(status.applied) > self.max_apply_gap {
+            return Err(NodeError::TooManyRequests);
+        }
+        let writes = match &request {
+            Request::Put(_) => true,
+            Request::Txn(t) => !mango_store::is_txn_read_only(t),
+            _ => false,
+        };
+        if writes {
+            self.check_quota().await?;
+        }
+        let data = RaftRequest {
+            id: 0,
+            auth: caller.request_auth(),
+            request: Some(request),
+        }
+        .encode_to_vec();
+        self.timed(self.raft.propose(GROUP, data))
+            .await?
+            .map_err(NodeError::Store)
+    }
+
     async fn timed<T>(
         &self,
         f: impl Future<Output = Result<T, RaftError>>,
@@ -153,7 +186,7 @@ impl VoterNode {
         Ok(())
     }
 
-    fn active_alarms(&self) -> Vec<AlarmMember> {
+    pub(crate) fn active_alarms(&self) -> Vec<AlarmMember> {
         self.store
             .read(GROUP)
             .and_then(|v| v.alarms())
@@ -278,29 +311,12 @@ impl EtcdNode for VoterNode {
     }
 
     async fn propose(&self, request: Request, caller: &Caller) -> Result<Response, NodeError> {
-        // etcd's back-pressure: when apply falls this far behind commit, new proposals are
-        // refused rather than queued without bound.
-        let status = self.raft.status(GROUP).map_err(raft_error)?;
-        if status.commit.saturating_sub(status.applied) > self.max_apply_gap {
-            return Err(NodeError::TooManyRequests);
+        let pending = self.metrics.pending();
+        let result = self.propose_counted(request, caller).await;
+        if result.is_err() {
+            pending.failed();
         }
-        let writes = match &request {
-            Request::Put(_) => true,
-            Request::Txn(t) => !mango_store::is_txn_read_only(t),
-            _ => false,
-        };
-        if writes {
-            self.check_quota().await?;
-        }
-        let data = RaftRequest {
-            id: 0,
-            auth: caller.request_auth(),
-            request: Some(request),
-        }
-        .encode_to_vec();
-        self.timed(self.raft.propose(GROUP, data))
-            .await?
-            .map_err(NodeError::Store)
+        result
     }
 
     async fn wait_compacted(&self) -> Result<(), NodeError> {

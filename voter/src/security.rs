@@ -85,8 +85,8 @@ impl Security {
     pub fn server_for(
         url: &ListenUrl,
         material: &TlsMaterial,
-        server: tonic::transport::Server,
-    ) -> anyhow::Result<tonic::transport::Server> {
+        server: mango_boot::grpc::GrpcServer,
+    ) -> anyhow::Result<mango_boot::grpc::GrpcServer> {
         if !url.tls {
             return Ok(server);
         }

@@ -157,6 +157,7 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
     })
     .await?;
     let link = security.peer_link(local_ip, cluster)?;
+    let probe_link = link.clone();
     let infos: Vec<MemberInfo> = initial
         .iter()
         .zip(&ids)
@@ -208,6 +209,7 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
         log: log.clone(),
     });
     let lessor = Arc::new(crate::lessor::Lessor::default());
+    let metrics = Arc::new(crate::metrics::VoterMetrics::default());
     let (revisions, revisions_rx) = tokio::sync::watch::channel(store.read(0)?.revision());
     let machine = StoreMachine {
         store: store.clone(),
@@ -220,6 +222,7 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
         peers: peers.clone(),
         lessor: lessor.clone(),
         apply_delay: Duration::from_millis(config.debug_apply_delay_ms),
+        commit_durations: Some(metrics.backend_commit.clone()),
     };
     let node_config = NodeConfig {
         id: my_id,
@@ -230,6 +233,7 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
             .debug_fail_log_writes_while
             .clone()
             .map(failing_log_writes),
+        observer: Some(mango_consensus::node::Observer(metrics.clone())),
         ..Default::default()
     };
     let boot = GroupBootstrap {
@@ -286,7 +290,28 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
             }))
         },
         auth,
+        metrics: metrics.clone(),
     });
+    let probe_metrics = metrics.clone();
+    let prober = tokio::spawn(mango_consensus::transport::probe_peers(
+        voter.peers.clone(),
+        probe_link,
+        my_id,
+        PEER_PROBE_INTERVAL,
+        move |peer, rtt| probe_metrics.peer_round_trip(peer, rtt),
+    ));
+    let metrics_urls = config
+        .common
+        .metrics
+        .serve(
+            Arc::new(crate::metrics::VoterObserved(voter.clone())),
+            endpoint_info(),
+            fatal.clone(),
+        )
+        .await?;
+    if !metrics_urls.is_empty() {
+        tracing::info!(addrs = ?metrics_urls, "serving metrics and health");
+    }
     tokio::spawn(crate::leases::run(
         voter.clone(),
         Duration::from_millis(config.election_timeout),
@@ -378,10 +403,22 @@ pub async fn run(config: Config, boot: Boot) -> anyhow::Result<()> {
     for s in servers {
         let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
     }
+    prober.abort();
     raft.stop();
     let _ = tokio::task::spawn_blocking(move || raft_watch.join()).await;
     store.sync(0).context("syncing the store")?;
     Ok(())
+}
+
+/// How often each peer's round trip is measured (etcd's prober: every few seconds).
+const PEER_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What `/version` answers.
+fn endpoint_info() -> mango_boot::http::EndpointInfo {
+    mango_boot::http::EndpointInfo {
+        server_version: mango_api::ETCD_VERSION,
+        ..Default::default()
+    }
 }
 
 /// Records this member's name and client URLs in the replicated member registry (as etcd's

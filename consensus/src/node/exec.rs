@@ -69,7 +69,7 @@ impl<S: StateMachine> Exec<S> {
             Exec::Inline {
                 log, hook, reports, ..
             } => {
-                let (readies, done) = write_jobs(log, vec![job], hook.as_ref())?;
+                let (readies, done) = write_jobs(log, vec![job], hook.as_ref(), None)?;
                 reports.push_back(Command::Persisted { readies });
                 for d in done {
                     let _ = d.send(());

@@ -30,6 +30,7 @@ use raft::eraftpb::{Entry, Message, Snapshot};
 
 pub use handle::{GroupStatus, PeerProgress, RaftHandle};
 pub use persist::PersistHook;
+
 pub use runtime::{GroupBootstrap, RaftThread, start};
 pub use stepped::{SteppedNode, start_stepped};
 
@@ -61,6 +62,28 @@ pub struct NodeConfig {
     /// Where randomized election timeouts come from (None: raft-rs's own thread RNG). A
     /// deterministic simulation sets it to draw from its seed.
     pub election_timeouts: Option<ElectionTimeouts>,
+    /// Told what the node does, for metrics (None: nobody listens).
+    pub observer: Option<Observer>,
+}
+
+/// What the node reports as it runs, for metrics: the consensus crate measures, the binary
+/// decides how to publish. Calls come from the Raft and persist threads: they MUST be cheap
+/// and MUST NOT block.
+pub trait NodeObserver: Send + Sync + 'static {
+    /// A write of the log that was made durable (one fsync) took `took`.
+    fn log_synced(&self, took: Duration);
+    /// `group` learned of a new leader (`leader` is never 0).
+    fn leader_changed(&self, group: GroupId, leader: u64);
+}
+
+/// A shared [`NodeObserver`].
+#[derive(Clone)]
+pub struct Observer(pub Arc<dyn NodeObserver>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 /// A source of election timeouts: given raft's range `[min, max)` in ticks, a value in it.
@@ -87,6 +110,7 @@ impl Default for NodeConfig {
             persist_hook: None,
             wait_for_persist: false,
             election_timeouts: None,
+            observer: None,
         }
     }
 }

@@ -56,6 +56,7 @@ pub(crate) fn persist_loop<O>(
     work: Receiver<PersistWork>,
     commands: Sender<Command<O>>,
     hook: Option<PersistHook>,
+    observer: Option<super::Observer>,
 ) {
     while let Ok(PersistWork::Job(first)) = work.recv() {
         let mut jobs = vec![first];
@@ -70,7 +71,7 @@ pub(crate) fn persist_loop<O>(
                 Err(_) => break,
             }
         }
-        match write_jobs(&log, jobs, hook.as_ref()) {
+        match write_jobs(&log, jobs, hook.as_ref(), observer.as_ref()) {
             Ok((readies, done)) => {
                 let _ = commands.send(Command::Persisted { readies });
                 for d in done {
@@ -98,6 +99,7 @@ pub(crate) fn write_jobs(
     log: &LogStore,
     jobs: Vec<Job>,
     hook: Option<&PersistHook>,
+    observer: Option<&super::Observer>,
 ) -> Result<Written, String> {
     let mut batch = WriteBatch::new();
     let (mut sync, mut ticket) = (false, 0);
@@ -113,7 +115,11 @@ pub(crate) fn write_jobs(
     if let Some(hook) = hook {
         (hook.0)().map_err(|e| format!("persisting the raft log: {e}"))?;
     }
+    let started = std::time::Instant::now();
     log.write_pending(batch, sync, ticket)
         .map_err(|e| format!("persisting the raft log: {e}"))?;
+    if sync && let Some(o) = observer {
+        o.0.log_synced(started.elapsed());
+    }
     Ok((readies, done))
 }

@@ -109,9 +109,10 @@ pub fn start<S: StateMachine, T: Transport>(
     let (persist_tx, persist_rx) = mpsc::channel();
     let persist_thread = {
         let (log, commands, hook) = (log.clone(), handle.tx.clone(), config.persist_hook.clone());
+        let observer = config.observer.clone();
         std::thread::Builder::new()
             .name("raft-persist".into())
-            .spawn(move || persist_loop(log, persist_rx, commands, hook))
+            .spawn(move || persist_loop(log, persist_rx, commands, hook, observer))
             .map_err(|e| RaftError::Raft(format!("spawning the persist thread: {e}")))?
     };
     let exec = Exec::<S>::Threads {
@@ -606,6 +607,12 @@ impl<S: StateMachine, T: Transport> Runtime<S, T> {
                             let _ = w.send(Err(RaftError::LeaderChanged));
                         }
                     }
+                }
+                if ss.leader_id != 0
+                    && ss.leader_id != g.leader
+                    && let Some(o) = &self.config.observer
+                {
+                    o.0.leader_changed(id, ss.leader_id);
                 }
                 g.leader = ss.leader_id;
             }

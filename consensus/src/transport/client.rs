@@ -185,7 +185,7 @@ impl<O: Send + 'static> Transport for GrpcTransport<O> {
     }
 }
 
-async fn connect(url: &str, link: &PeerLink) -> Result<Channel, String> {
+pub(crate) async fn connect(url: &str, link: &PeerLink) -> Result<Channel, String> {
     mango_tls::Target::new(url, link.tls.as_ref(), link.local_ip)
         .map_err(|e| e.to_string())?
         .map_endpoint(|e| e.connect_timeout(Duration::from_secs(1)))

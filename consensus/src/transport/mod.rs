@@ -3,6 +3,7 @@
 //! in bounded chunks, staged to disk by the receiver before Raft sees the message.
 
 mod client;
+mod probe;
 mod server;
 
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use raft::eraftpb::Snapshot;
 
 pub use client::{GrpcTransport, PeerLink, PeerUrls, identify};
+pub use probe::probe_peers;
 pub use server::PeerService;
 
 use crate::node::GroupId;
