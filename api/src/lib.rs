@@ -37,7 +37,9 @@ pub use limits::{
     check_request_size, raft_request_len,
 };
 pub use lock::LockService;
-pub use maintenance::{ETCD_VERSION, MaintenanceService, SNAPSHOT_CHUNK_BYTES};
+pub use maintenance::{
+    ETCD_VERSION, MAX_SNAPSHOT_STREAMS, MaintenanceService, SNAPSHOT_CHUNK_BYTES,
+};
 pub use mango_rpctypes::{CONSISTENCY_HEADER, Consistency};
 pub use node::{EtcdNode, NodeError, NodeStatus};
 pub use read_batch::{FetchIndex, ReadIndexBatcher};

@@ -32,12 +32,22 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 /// Snapshot messages queued ahead of the client (each about [`SNAPSHOT_CHUNK_BYTES`]).
 const SNAPSHOT_CHANNEL: usize = 2;
 
+/// Snapshot streams a node serves at once; beyond them a request gets etcd's "too many
+/// requests" at once (before, each waiting or unread stream held a blocking thread, and a
+/// few hundred starved every other `spawn_blocking` of the process).
+pub const MAX_SNAPSHOT_STREAMS: usize = 4;
+
+/// How long a snapshot stream may wait for its client to read before it is closed.
+const SNAPSHOT_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The Maintenance service over a node.
 pub struct MaintenanceService<N> {
     /// The node whose status, state and alarms are served.
     node: Arc<N>,
-    /// One snapshot file built at a time: each is held whole in memory while it streams.
-    snapshots: Arc<tokio::sync::Semaphore>,
+    /// One snapshot file built at a time (each is held whole in memory while it streams).
+    builds: Arc<tokio::sync::Semaphore>,
+    /// Slots of [`MAX_SNAPSHOT_STREAMS`].
+    streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl<N: EtcdNode> MaintenanceService<N> {
@@ -45,7 +55,8 @@ impl<N: EtcdNode> MaintenanceService<N> {
     pub fn new(node: Arc<N>) -> Self {
         Self {
             node,
-            snapshots: Arc::new(tokio::sync::Semaphore::new(1)),
+            builds: Arc::new(tokio::sync::Semaphore::new(1)),
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_SNAPSHOT_STREAMS)),
         }
     }
 
@@ -64,33 +75,43 @@ fn alarms_of_type(alarms: Vec<AlarmMember>, alarm: i32) -> Vec<AlarmMember> {
     alarms.into_iter().filter(|a| a.alarm == alarm).collect()
 }
 
-/// Builds the etcd 3.4 snapshot file of `view` (bbolt, with etcd's trailing SHA-256) and
-/// streams it into `tx` in chunks of [`SNAPSHOT_CHUNK_BYTES`]; runs on a blocking thread.
-/// `remaining_bytes` is exact (the file is built before the first message); the last
-/// message has 0. `_permit` is held until the stream ends: one file in memory per node.
-fn stream_etcd_snapshot(
+/// Builds the etcd 3.4 snapshot file of `view` (bbolt, with etcd's trailing SHA-256); runs
+/// on a blocking thread.
+fn build_etcd_snapshot(view: Arc<mango_store::ReadView<RedbSnapshot>>) -> Result<Vec<u8>, Status> {
+    let snapshot = view.to_etcd().map_err(|e| store_status(e.into()))?;
+    drop(view);
+    snapshot
+        .to_bytes(true)
+        .map_err(|e| Status::internal(format!("snapshot: {e}")))
+}
+
+/// Streams one snapshot: waits for the build permit (one file built at a time), builds the
+/// file on a blocking thread, then sends it from this task in chunks of
+/// [`SNAPSHOT_CHUNK_BYTES`]: a client that does not read parks no thread, and one that
+/// stops reading for [`SNAPSHOT_STALL`] loses its stream (and its slot). `remaining_bytes`
+/// is exact (the file is built before the first message); the last message has 0.
+async fn stream_etcd_snapshot(
     view: Arc<mango_store::ReadView<RedbSnapshot>>,
     header: ResponseHeader,
     tx: mpsc::Sender<Result<SnapshotResponse, Status>>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    builds: Arc<tokio::sync::Semaphore>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let bytes = match view.to_etcd() {
-        Ok(snapshot) => {
-            drop(view);
-            snapshot.to_bytes(true)
-        }
-        Err(e) => {
-            // Nobody to tell if the client left; the stream just ends.
-            let _ = tx.blocking_send(Err(store_status(e.into())));
-            return;
-        }
+    let Ok(build) = builds.acquire_owned().await else {
+        return;
     };
-    let bytes = match bytes {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let _ = tx.blocking_send(Err(Status::internal(format!("snapshot: {e}"))));
+    let built = tokio::task::spawn_blocking(move || {
+        let _build = build;
+        build_etcd_snapshot(view)
+    })
+    .await;
+    let bytes = match built {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(status)) => {
+            let _ = tx.send_timeout(Err(status), SNAPSHOT_STALL).await;
             return;
         }
+        Err(_) => return,
     };
     let total = bytes.len();
     let mut sent = 0usize;
@@ -101,8 +122,11 @@ fn stream_etcd_snapshot(
             remaining_bytes: (total - sent) as u64,
             blob: chunk.to_vec(),
         };
-        // The client went away: stop.
-        if tx.blocking_send(Ok(message)).is_err() {
+        // The client went away, or stopped reading: stop.
+        if let Err(e) = tx.send_timeout(Ok(message), SNAPSHOT_STALL).await {
+            if matches!(e, mpsc::error::SendTimeoutError::Timeout(_)) {
+                tracing::warn!(sent, total, "snapshot stream stalled; closed");
+            }
             return;
         }
     }
@@ -249,23 +273,30 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
     /// checks and `etcdctl snapshot status`/`restore` read.
     ///
     /// Memory: mango-bbolt's writer lays a file out whole, so the file is built in memory
-    /// (about the size of the data) before it streams. Requests wait for each other: one
-    /// file per node at a time.
+    /// (about the size of the data) before it streams; one file is built at a time. At most
+    /// [`MAX_SNAPSHOT_STREAMS`] streams at once (beyond: "etcdserver: too many requests"),
+    /// none holding a thread while its client does not read, each closed after
+    /// [`SNAPSHOT_STALL`] without reading.
     async fn snapshot(
         &self,
         request: tonic::Request<SnapshotRequest>,
     ) -> Result<tonic::Response<Self::SnapshotStream>, Status> {
         authorize_admin_raw(&*self.node, &request).await?;
-        let permit = self
-            .snapshots
+        let slot = self
+            .streams
             .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Status::unavailable("snapshot: shutting down"))?;
+            .try_acquire_owned()
+            .map_err(|_| mango_rpctypes::TOO_MANY_REQUESTS.status())?;
         let view = self.node.read_view().map_err(node_status)?;
         let header = self.node.header(view.revision());
         let (tx, rx) = mpsc::channel(SNAPSHOT_CHANNEL);
-        tokio::task::spawn_blocking(move || stream_etcd_snapshot(view, header, tx, permit));
+        tokio::spawn(stream_etcd_snapshot(
+            view,
+            header,
+            tx,
+            self.builds.clone(),
+            slot,
+        ));
         Ok(tonic::Response::new(ReceiverStream::new(rx)))
     }
 
