@@ -203,6 +203,12 @@ impl<N: EtcdNode> Maintenance for MaintenanceService<N> {
             db_size_in_use: status.db_size_in_use,
             is_learner: status.is_learner,
         });
+        if self.node.read_view().is_ok_and(|v| v.auth().enabled()) {
+            response.metadata_mut().insert(
+                mango_rpctypes::AUTH_ENABLED_HEADER,
+                tonic::metadata::MetadataValue::from_static("true"),
+            );
+        }
         if let Some(lag) = lag {
             let md = response.metadata_mut();
             md.insert(

@@ -84,7 +84,7 @@ impl Kv for KvProxy {
         let cache = self
             .cache
             .as_ref()
-            .filter(|_| level == Consistency::Stale && !credentials);
+            .filter(|_| level == Consistency::Stale && !credentials && !self.proxy.auth_enabled());
         let wanted = cache.map(|_| req.get_ref().clone());
         if let (Some(cache), Some(wanted)) = (cache, &wanted)
             && let Some(hit) = cache.get(wanted).await

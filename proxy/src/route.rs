@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_stream::Stream;
+use tonic::Status;
 use tonic::metadata::MetadataMap;
-use tonic::{Response, Status};
 
 use crate::stack::latency::Histogram;
 use crate::upstream::{Pool, Upstream};
@@ -135,6 +135,8 @@ struct Shared {
     eject_after: u32,
     /// What went where.
     counters: Counters,
+    /// Whether the voters report auth enabled (Status metadata), as of the last lookup.
+    auth_enabled: std::sync::atomic::AtomicBool,
 }
 
 impl Proxy {
@@ -153,6 +155,7 @@ impl Proxy {
             learners: Pool::new(learners, upstream_tls)?,
             leader: AtomicUsize::new(UNKNOWN),
             looked_up: tokio::sync::Mutex::new(Instant::now()),
+            auth_enabled: std::sync::atomic::AtomicBool::new(false),
             term: AtomicU64::new(0),
             limit: Arc::new(Semaphore::new(max_concurrent.max(1))),
             streams: Arc::new(Semaphore::new(max_streams.max(1))),
@@ -250,13 +253,15 @@ impl Proxy {
             .collect::<Vec<_>>();
         // The leader named by the answer with the highest term.
         let mut best: Option<(u64, u64)> = None;
+        let mut auth = false;
         for call in calls {
             let Ok((answer, u)) = call.await else {
                 continue;
             };
             match answer {
-                Ok(s) => {
+                Ok((s, auth_on)) => {
                     u.succeeded();
+                    auth |= auth_on;
                     if let Some(h) = &s.header {
                         u.set_member_id(h.member_id);
                     }
@@ -277,11 +282,23 @@ impl Proxy {
                     .position(|u| u.member_id() == id && !u.is_ejected())
             })
             .unwrap_or(UNKNOWN);
+        if self.0.auth_enabled.swap(auth, Ordering::Relaxed) != auth {
+            tracing::info!(
+                auth,
+                "auth enabled changed: the stale-read cache is off while it is on"
+            );
+        }
         let old = self.0.leader.swap(index, Ordering::Relaxed);
         if old != index {
             tracing::info!(leader = ?self.leader_url(), "leader changed");
         }
         *last = Instant::now();
+    }
+
+    /// Whether the voters last reported auth enabled: the shared stale-read cache is not
+    /// served then.
+    pub fn auth_enabled(&self) -> bool {
+        self.0.auth_enabled.load(Ordering::Relaxed)
     }
 
     /// Whether a leader is known (and not ejected).
@@ -402,18 +419,22 @@ impl Proxy {
     }
 }
 
-/// The Status of one upstream, bounded by `timeout`.
+/// The Status of one upstream, bounded by `timeout`, and whether it reports auth enabled.
 pub(crate) async fn status(
     u: &Upstream,
     timeout: Duration,
-) -> Result<mango_proto::etcdserverpb::StatusResponse, Status> {
+) -> Result<(mango_proto::etcdserverpb::StatusResponse, bool), Status> {
     use mango_proto::etcdserverpb::StatusRequest;
     use mango_proto::etcdserverpb::maintenance_client::MaintenanceClient;
     let mut client = MaintenanceClient::new(u.channel());
-    tokio::time::timeout(timeout, client.status(StatusRequest {}))
+    let response = tokio::time::timeout(timeout, client.status(StatusRequest {}))
         .await
-        .map_err(|_| Status::deadline_exceeded("status timed out"))?
-        .map(Response::into_inner)
+        .map_err(|_| Status::deadline_exceeded("status timed out"))??;
+    let auth = response
+        .metadata()
+        .get(mango_rpctypes::AUTH_ENABLED_HEADER)
+        .is_some_and(|v| v == "true");
+    Ok((response.into_inner(), auth))
 }
 
 /// The metadata passed through to upstreams.

@@ -83,3 +83,58 @@ async fn stale_reads_hit_the_cache_until_a_write_invalidates_them() {
     assert_eq!(r.kvs[0].value, b"v2");
     assert_eq!(metric(mport, "mango_proxy_stale_cache_hits_total"), before);
 }
+
+/// Answers cached while auth was off are not served once it is on: the proxy learns it from
+/// the voters' Status and stops serving the shared cache, so an anonymous stale read gets
+/// etcd's "user name is empty" instead of data cached for everyone (before, the cached answer
+/// was served until a write to the key invalidated it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_answers_are_not_served_once_auth_is_enabled() {
+    let mut d = Cluster::start_tiered(&[]);
+    let leader = d.wait_leader();
+    let upstream = d.voters[(leader + 1) % 3].stream_addr();
+    d.add_learner(&upstream, &[]);
+    let mut w = kv(&d.voters[leader].endpoint()).await;
+    put(&mut w, "s/k", "secret").await;
+    wait_value(
+        &d.learners[0].endpoint(),
+        "s/k",
+        "secret",
+        Duration::from_secs(10),
+    )
+    .await;
+    d.start_proxy(&["--stale-cache-bytes", "1048576"]);
+    let mport = d.proxy().metrics_addr();
+    let mport = mport.as_str();
+    let p = kv(&d.proxy_endpoint()).await;
+    wait_until_async(
+        Duration::from_secs(10),
+        "the stale read to be cached",
+        || {
+            let mut p = p.clone();
+            let mport = mport.to_owned();
+            async move {
+                let before = metric(&mport, "mango_proxy_stale_cache_hits_total");
+                let _ = get(&mut p, "s/k", "stale").await;
+                let _ = get(&mut p, "s/k", "stale").await;
+                metric(&mport, "mango_proxy_stale_cache_hits_total") > before
+            }
+        },
+    )
+    .await;
+    let endpoints = d.endpoints();
+    mango_testkit::etcdctl_ok(&endpoints, &["user", "add", "root:rootpw"]);
+    mango_testkit::etcdctl_ok(&endpoints, &["auth", "enable"]);
+    wait_until_async(
+        Duration::from_secs(10),
+        "an anonymous stale read through the proxy to be refused",
+        || {
+            let mut p = p.clone();
+            async move {
+                matches!(get(&mut p, "s/k", "stale").await,
+                    Err(e) if e.message() == "etcdserver: user name is empty")
+            }
+        },
+    )
+    .await;
+}

@@ -15,6 +15,9 @@ pub const KEYSPACE_HEADER: &str = "mango-keyspace";
 pub const LAG_MS_HEADER: &str = "mango-lag-ms";
 /// Response metadata: how far behind the leader a learner's answer was, in log entries.
 pub const LAG_ENTRIES_HEADER: &str = "mango-lag-entries";
+/// Status response metadata, `true` while auth is enabled: the proxy stops serving its
+/// shared stale-read cache (one user's answers must not reach another, or anonymous clients).
+pub const AUTH_ENABLED_HEADER: &str = "mango-auth-enabled";
 
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,7 +11,7 @@ mod consistency;
 mod errors;
 
 pub use consistency::{
-    CONSISTENCY_HEADER, Consistency, KEYSPACE_HEADER, LAG_ENTRIES_HEADER, LAG_MS_HEADER,
-    MIN_REVISION_HEADER,
+    AUTH_ENABLED_HEADER, CONSISTENCY_HEADER, Consistency, KEYSPACE_HEADER, LAG_ENTRIES_HEADER,
+    LAG_MS_HEADER, MIN_REVISION_HEADER,
 };
 pub use errors::*;
