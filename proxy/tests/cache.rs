@@ -5,25 +5,34 @@
 
 use std::time::Duration;
 
+use mango_proto::etcdserverpb::kv_client::KvClient;
 use mango_testkit::metrics::metric;
 use mango_testkit::{Cluster, get, kv, put, wait_until_async, wait_value};
+use tonic::transport::Channel;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_reads_hit_the_cache_until_a_write_invalidates_them() {
+/// 3 voters, a learner holding `key` = `value`, and the proxy with its stale-read cache on;
+/// a KV client of the leader.
+async fn with_cache(key: &str, value: &str) -> (Cluster, KvClient<Channel>) {
     let mut d = Cluster::start_tiered(&[]);
     let leader = d.wait_leader();
     let upstream = d.voters[(leader + 1) % 3].stream_addr();
     d.add_learner(&upstream, &[]);
     let mut w = kv(&d.voters[leader].endpoint()).await;
-    put(&mut w, "c/k", "v1").await;
+    put(&mut w, key, value).await;
     wait_value(
         &d.learners[0].endpoint(),
-        "c/k",
-        "v1",
+        key,
+        value,
         Duration::from_secs(10),
     )
     .await;
     d.start_proxy(&["--stale-cache-bytes", "1048576"]);
+    (d, w)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_reads_hit_the_cache_until_a_write_invalidates_them() {
+    let (d, mut w) = with_cache("c/k", "v1").await;
     let mport = d.proxy().metrics_addr();
     let mport = mport.as_str();
     let p = kv(&d.proxy_endpoint()).await;
@@ -90,20 +99,7 @@ async fn stale_reads_hit_the_cache_until_a_write_invalidates_them() {
 /// was served until a write to the key invalidated it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_answers_are_not_served_once_auth_is_enabled() {
-    let mut d = Cluster::start_tiered(&[]);
-    let leader = d.wait_leader();
-    let upstream = d.voters[(leader + 1) % 3].stream_addr();
-    d.add_learner(&upstream, &[]);
-    let mut w = kv(&d.voters[leader].endpoint()).await;
-    put(&mut w, "s/k", "secret").await;
-    wait_value(
-        &d.learners[0].endpoint(),
-        "s/k",
-        "secret",
-        Duration::from_secs(10),
-    )
-    .await;
-    d.start_proxy(&["--stale-cache-bytes", "1048576"]);
+    let (d, _w) = with_cache("s/k", "secret").await;
     let mport = d.proxy().metrics_addr();
     let mport = mport.as_str();
     let p = kv(&d.proxy_endpoint()).await;
